@@ -1,0 +1,108 @@
+"""The common interface every shared-data adapter implements, and the evidence it returns."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "Adapter",
+    "AdapterFailure",
+    "FactValue",
+    "Lookup",
+    "LookupMode",
+    "LookupStatus",
+    "Provenance",
+    "raw_hash",
+]
+
+FactValue = str | int | float | bool | dt.date | None
+LookupMode = Literal["fetch", "verify"]
+LookupStatus = Literal["found", "not_found", "error"]
+
+
+class Provenance(BaseModel):
+    """Where one piece of evidence came from, precisely enough for an auditor to re-ask."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    """The registry's stable name, e.g. ``population`` (人口库)."""
+    adapter: str
+    """The adapter class that answered, e.g. ``files.PopulationRegistry``."""
+    adapter_version: str
+    reference: str | None
+    """The registry's own record identifier(s), comma separated; ``None`` when nothing matched."""
+    retrieved_at: dt.datetime
+    raw_sha256: str | None
+    """SHA-256 over the canonical JSON of the raw record(s) the answer was derived from."""
+
+
+class Lookup(BaseModel):
+    """An adapter's answer for one key: the requested facts, or why there are none."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: LookupStatus
+    mode: LookupMode
+    values: dict[str, FactValue]
+    """Only the requested fields. Empty unless ``status == "found"``."""
+    provenance: Provenance
+    error_code: str | None = None
+    """A stable code when ``status == "error"``: ``ADAPTER_TIMEOUT``, ``ADAPTER_UNAVAILABLE`` …"""
+    error_message: str | None = None
+
+
+class AdapterFailure(Exception):
+    """Raised by an adapter when the registry could not answer (down, timed out, bad data).
+
+    The gatherer turns it into a ``Lookup`` with ``status="error"``; it never becomes a
+    rejection.
+    """
+
+    def __init__(self, *, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """One shared-data source.
+
+    ``fields`` maps each field the adapter can answer to its type name (``string``,
+    ``integer``, ``number``, ``boolean``, ``date``). ``lookup`` answers only the fields asked
+    for. In ``verify`` mode the adapter answers yes/no questions (boolean fields) and never
+    returns the underlying data; ``params`` carries the question's parameters (e.g. a city).
+    """
+
+    source: str
+    version: str
+
+    @property
+    def fields(self) -> Mapping[str, str]: ...
+
+    def supports(self, mode: LookupMode) -> bool: ...
+
+    def lookup(
+        self,
+        key: str,
+        *,
+        fields: Sequence[str],
+        mode: LookupMode,
+        params: Mapping[str, str],
+        now: dt.datetime,
+    ) -> Lookup: ...
+
+
+def raw_hash(records: Sequence[Mapping[str, object]]) -> str:
+    """SHA-256 of the canonical JSON of raw registry records (keys sorted, UTF-8)."""
+    payload = json.dumps(
+        list(records), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
