@@ -1,0 +1,37 @@
+"""Explanation records: the versioned model, hash-chained store, verification, replay and rendering."""
+
+from explanations.record import (
+    RECORD_SCHEMA,
+    EngineInfo,
+    EvidenceItem,
+    ExplanationRecordV1,
+    MaskedApplicant,
+    RemedyNotice,
+    canonical_json,
+    is_personal_field,
+    pseudonymize,
+    remedy_notice,
+)
+from explanations.render import render_text
+from explanations.replay import ReplayResult, replay
+from explanations.store import DecisionStore, IdempotencyConflict, StoredDecision, VerifyProblem
+
+__all__ = [
+    "RECORD_SCHEMA",
+    "DecisionStore",
+    "EngineInfo",
+    "EvidenceItem",
+    "ExplanationRecordV1",
+    "IdempotencyConflict",
+    "MaskedApplicant",
+    "RemedyNotice",
+    "ReplayResult",
+    "StoredDecision",
+    "VerifyProblem",
+    "canonical_json",
+    "is_personal_field",
+    "pseudonymize",
+    "remedy_notice",
+    "render_text",
+    "replay",
+]

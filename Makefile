@@ -1,0 +1,40 @@
+# One task runner. The two commands a newcomer needs: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= var/demo
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint typecheck bench demo clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/miaopi demo generate --out $(DATA) > /dev/null
+
+## Set up, generate the demo registries, and serve on http://127.0.0.1:8000 (SQLite).
+run: setup
+	$(BIN)/miaopi serve --demo --data-dir $(DATA) --host 127.0.0.1 --port 8000
+
+## Set up and run the whole test suite (PostgreSQL tests need 127.0.0.1:5432).
+test: setup
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+lint: setup
+	$(BIN)/ruff check engine adapters explanations api tests
+
+typecheck: setup
+	$(BIN)/mypy
+
+## In-process decisions/s and RSS over 1,000,000 decisions (override with N=...).
+bench: demo
+	$(BIN)/python scripts/bench.py --decisions $${N:-1000000} --data-dir $(DATA)
+
+clean:
+	rm -rf var .pytest_cache .hypothesis

@@ -1,0 +1,203 @@
+"""The explanation record: one versioned, append-only account of one automated decision."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from engine import CriterionResult, Outcome, Reason
+from engine.decision import JsonScalar
+from engine.privacy import mask_id_number, mask_name
+
+__all__ = [
+    "RECORD_SCHEMA",
+    "EngineInfo",
+    "EvidenceItem",
+    "ExplanationRecordV1",
+    "MaskedApplicant",
+    "RemedyNotice",
+    "canonical_json",
+    "is_personal_field",
+    "pseudonymize",
+    "remedy_notice",
+]
+
+RECORD_SCHEMA = "miaopi.explanation-record/1"
+
+
+def canonical_json(data: object) -> str:
+    """Sorted keys, no whitespace, UTF-8 characters kept: the exact text that is hashed."""
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def is_personal_field(name: str) -> bool:
+    """Fields that identify a person and are pseudonymised in records and logs."""
+    leaf = name.rsplit(".", 1)[-1]
+    return leaf.endswith("id_number") or leaf in {"name", "holder_name"}
+
+
+def pseudonymize(value: str, *, key: bytes, kind: str) -> str:
+    """A masked, keyed pseudonym: equal inputs give equal outputs, and nothing is reversible.
+
+    ``440***********0018~3f9c2a1b7d4e`` — the mask for people, the HMAC so that replay can
+    still compare two identity numbers for equality.
+    """
+    masked = mask_id_number(value) if kind == "id_number" else mask_name(value)
+    digest = hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:12]
+    return f"{masked}~{digest}"
+
+
+class MaskedApplicant(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id_number: str
+    name: str
+
+
+class EngineInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: Literal["miaopi"] = "miaopi"
+    version: str
+    evaluator: Literal["durable_rules", "reference"]
+    durable_rules: str
+
+
+class EvidenceItem(BaseModel):
+    """One fact group as obtained, with where it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    source: str
+    mode: Literal["fetch", "verify"]
+    key_expression: str
+    key: str | None
+    """The lookup key, pseudonymised when it identifies a person."""
+    status: Literal["found", "not_found", "error", "skipped"]
+    values: dict[str, JsonScalar]
+    adapter: str | None = None
+    adapter_version: str | None = None
+    reference: str | None = None
+    retrieved_at: dt.datetime | None = None
+    raw_sha256: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+class RemedyRoute(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["human_review", "administrative_reconsideration", "administrative_litigation"]
+    title_zh: str
+    title_en: str
+    deadline: dt.date
+    basis: str
+    how_zh: str
+    how_en: str
+
+
+class RemedyNotice(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    routes: list[RemedyRoute]
+
+
+def _add_months(day: dt.date, months: int) -> dt.date:
+    import calendar
+
+    month0 = day.month - 1 + months
+    year, month = day.year + month0 // 12, month0 % 12 + 1
+    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def remedy_notice(*, decided_on: dt.date, authority_zh: str) -> RemedyNotice:
+    """The three routes of remedy, with deadlines counted from the day the decision is known.
+
+    Periods start the day after (《民法典》第二百零一条); 60 days for reconsideration
+    (《中华人民共和国行政复议法》第二十条) and six months for litigation
+    (《中华人民共和国行政诉讼法》第四十六条).
+    """
+    return RemedyNotice(
+        routes=[
+            RemedyRoute(
+                kind="human_review",
+                title_zh="申请人工复核",
+                title_en="Ask for review by a person",
+                deadline=decided_on + dt.timedelta(days=15),
+                basis="本系统服务承诺 / service commitment",
+                how_zh=f"在期限内通过政务服务平台或向{authority_zh}提出，由工作人员重新审查本申请。",
+                how_en="Ask through the service platform or the authority; an officer re-examines the application.",
+            ),
+            RemedyRoute(
+                kind="administrative_reconsideration",
+                title_zh="申请行政复议",
+                title_en="Apply for administrative reconsideration",
+                deadline=decided_on + dt.timedelta(days=60),
+                basis="《中华人民共和国行政复议法》第二十条",
+                how_zh="自知道该行政行为之日起六十日内向行政复议机关提出。",
+                how_en="Within 60 days of learning of the decision, to the reconsideration authority.",
+            ),
+            RemedyRoute(
+                kind="administrative_litigation",
+                title_zh="提起行政诉讼",
+                title_en="Bring an administrative lawsuit",
+                deadline=_add_months(decided_on, 6),
+                basis="《中华人民共和国行政诉讼法》第四十六条",
+                how_zh="自知道作出行政行为之日起六个月内向人民法院提起诉讼。",
+                how_en="Within six months of learning of the decision, before a people's court.",
+            ),
+        ]
+    )
+
+
+class ExplanationRecordV1(BaseModel):
+    """Everything needed to read, challenge, replay and verify one decision.
+
+    Personal identifiers appear only pseudonymised (see ``masked_fields``). ``prev_hash``
+    links to the record before it; ``record_hash`` is the SHA-256 of this record's canonical
+    JSON without ``record_hash`` itself.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: Literal["miaopi.explanation-record/1"] = RECORD_SCHEMA
+    seq: int
+    decision_id: str
+    application_id: str
+    service: str
+    service_name_zh: str
+    service_name_en: str
+    authority_zh: str
+    ruleset_version: str
+    ruleset_hash: str
+    engine: EngineInfo
+    submitted_at: dt.datetime
+    application_date: dt.date
+    decided_at: dt.datetime
+    applicant: MaskedApplicant
+    form: dict[str, JsonScalar]
+    evidence: list[EvidenceItem]
+    criteria: list[CriterionResult]
+    outcome: Outcome
+    outputs: dict[str, JsonScalar] | None
+    reasons: list[Reason]
+    remedy: RemedyNotice
+    masked_fields: list[str]
+    prev_hash: str
+    record_hash: str = ""
+
+    def body_json(self) -> str:
+        """The canonical JSON that ``record_hash`` covers."""
+        return canonical_json(self.model_dump(mode="json", exclude={"record_hash"}))
+
+    def compute_hash(self) -> str:
+        return "sha256:" + hashlib.sha256(self.body_json().encode("utf-8")).hexdigest()
+
+    def sealed(self) -> ExplanationRecordV1:
+        return self.model_copy(update={"record_hash": self.compute_hash()})

@@ -1,0 +1,263 @@
+"""The append-only, hash-chained store of decisions and explanation records (sqlmodel)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+from explanations.record import ExplanationRecordV1
+
+__all__ = [
+    "ChainHead",
+    "DecisionRow",
+    "DecisionStore",
+    "IdempotencyConflict",
+    "RecordRow",
+    "StoredDecision",
+    "VerifyProblem",
+]
+
+GENESIS = "sha256:" + "0" * 64
+
+
+class DecisionRow(SQLModel, table=True):
+    """What the platform was told, keyed by its idempotency key."""
+
+    __tablename__ = "decisions"
+
+    id: str = Field(primary_key=True, max_length=40)
+    idempotency_key: str = Field(unique=True, index=True, max_length=200)
+    request_sha256: str = Field(max_length=80)
+    application_id: str = Field(index=True, max_length=64)
+    service: str = Field(max_length=64)
+    ruleset_version: str = Field(max_length=32)
+    outcome: str = Field(max_length=16)
+    created_at: dt.datetime
+    response_json: str = Field(sa_type=sa.Text)
+
+
+class RecordRow(SQLModel, table=True):
+    """One explanation record exactly as hashed."""
+
+    __tablename__ = "explanation_records"
+
+    seq: int = Field(primary_key=True)
+    decision_id: str = Field(unique=True, index=True, max_length=40)
+    record_json: str = Field(sa_type=sa.Text)
+    prev_hash: str = Field(max_length=80)
+    record_hash: str = Field(max_length=80)
+
+
+class ChainHead(SQLModel, table=True):
+    """The last link of the chain; its row lock serialises appends across processes."""
+
+    __tablename__ = "chain_head"
+
+    id: int = Field(primary_key=True)
+    seq: int
+    record_hash: str = Field(max_length=80)
+
+
+class IdempotencyConflict(Exception):
+    """Raised when an idempotency key is reused with a different request body."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} was already used with a different request body")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class StoredDecision:
+    decision_id: str
+    response: dict[str, Any]
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class VerifyProblem:
+    seq: int | None
+    decision_id: str | None
+    message: str
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class DecisionStore:
+    """Decisions and their records, committed together in one transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_engine(url, connect_args={"check_same_thread": False, "isolation_level": None})
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+            @event.listens_for(self.engine, "begin")
+            def _begin_immediate(conn: Any) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        else:
+            self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+    def create_schema(self) -> None:
+        SQLModel.metadata.create_all(self.engine)
+        with Session(self.engine) as s:
+            if s.get(ChainHead, 1) is None:
+                s.add(ChainHead(id=1, seq=0, record_hash=GENESIS))
+                try:
+                    s.commit()
+                except sa.exc.IntegrityError:
+                    s.rollback()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # --- reading -------------------------------------------------------------------------
+
+    def find_by_key(self, key: str) -> DecisionRow | None:
+        with Session(self.engine) as s:
+            return s.exec(select(DecisionRow).where(DecisionRow.idempotency_key == key)).first()
+
+    def get_decision(self, decision_id: str) -> DecisionRow | None:
+        with Session(self.engine) as s:
+            return s.get(DecisionRow, decision_id)
+
+    def get_record(self, decision_id: str) -> ExplanationRecordV1 | None:
+        with Session(self.engine) as s:
+            row = s.exec(select(RecordRow).where(RecordRow.decision_id == decision_id)).first()
+            if row is None:
+                return None
+            return ExplanationRecordV1.model_validate({**json.loads(row.record_json), "record_hash": row.record_hash})
+
+    def count(self) -> int:
+        with Session(self.engine) as s:
+            return int(s.exec(select(sa.func.count()).select_from(RecordRow)).one())
+
+    # --- writing -------------------------------------------------------------------------
+
+    def append(
+        self,
+        *,
+        idempotency_key: str,
+        request_sha256: str,
+        build: Callable[[int, str], tuple[ExplanationRecordV1, dict[str, Any]]],
+    ) -> StoredDecision:
+        """Store one decision and its record atomically, extending the hash chain.
+
+        ``build(seq, prev_hash)`` makes the record and the response once the chain is locked.
+        If the key is already stored (a concurrent retry), the stored response is returned;
+        with a different request body, ``IdempotencyConflict`` is raised.
+        """
+        with Session(self.engine) as s:
+            head_q = select(ChainHead).where(ChainHead.id == 1)
+            if not self.is_sqlite:
+                head_q = head_q.with_for_update()
+            head = s.exec(head_q).one()
+            existing = s.exec(select(DecisionRow).where(DecisionRow.idempotency_key == idempotency_key)).first()
+            if existing is not None:
+                s.rollback()
+                if existing.request_sha256 != request_sha256:
+                    raise IdempotencyConflict(idempotency_key)
+                return StoredDecision(existing.id, json.loads(existing.response_json), True)
+            record, response = build(head.seq + 1, head.record_hash)
+            record = record.sealed()
+            s.add(
+                DecisionRow(
+                    id=record.decision_id,
+                    idempotency_key=idempotency_key,
+                    request_sha256=request_sha256,
+                    application_id=record.application_id,
+                    service=record.service,
+                    ruleset_version=record.ruleset_version,
+                    outcome=record.outcome.value,
+                    created_at=record.decided_at,
+                    response_json=json.dumps(response, ensure_ascii=False),
+                )
+            )
+            s.add(
+                RecordRow(
+                    seq=record.seq,
+                    decision_id=record.decision_id,
+                    record_json=record.body_json(),
+                    prev_hash=record.prev_hash,
+                    record_hash=record.record_hash,
+                )
+            )
+            head.seq = record.seq
+            head.record_hash = record.record_hash
+            s.add(head)
+            s.commit()
+            return StoredDecision(record.decision_id, response, False)
+
+    # --- verification --------------------------------------------------------------------
+
+    def iter_records(self, batch: int = 1000) -> Iterator[RecordRow]:
+        last = 0
+        while True:
+            with Session(self.engine) as s:
+                rows = s.exec(select(RecordRow).where(RecordRow.seq > last).order_by(RecordRow.seq).limit(batch)).all()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].seq
+
+    def verify(self, *, progress: Callable[[int], None] | None = None) -> tuple[int, list[VerifyProblem]]:
+        """Re-hash every record and walk the chain; return the count checked and every problem."""
+        problems: list[VerifyProblem] = []
+        prev = GENESIS
+        expected_seq = 1
+        n = 0
+        for row in self.iter_records():
+            n += 1
+            if progress is not None and n % 1000 == 0:
+                progress(n)
+            where = (row.seq, row.decision_id)
+            if row.seq != expected_seq:
+                problems.append(VerifyProblem(*where, f"records {expected_seq}…{row.seq - 1} are missing"))
+            expected_seq = row.seq + 1
+            digest = "sha256:" + hashlib.sha256(row.record_json.encode("utf-8")).hexdigest()
+            if digest != row.record_hash:
+                problems.append(VerifyProblem(*where, "record content does not match its hash (altered)"))
+            try:
+                body = json.loads(row.record_json)
+            except ValueError:
+                problems.append(VerifyProblem(*where, "record is not valid JSON (altered)"))
+                body = {}
+            if row.prev_hash != prev:
+                problems.append(VerifyProblem(*where, "prev_hash does not link to the previous record"))
+            if body and (body.get("prev_hash") != row.prev_hash or body.get("seq") != row.seq or body.get("decision_id") != row.decision_id):
+                problems.append(VerifyProblem(*where, "record columns disagree with the hashed content"))
+            prev = row.record_hash
+        with Session(self.engine) as s:
+            head = s.get(ChainHead, 1)
+            if head is not None and (head.seq != expected_seq - 1 or head.record_hash != prev):
+                problems.append(VerifyProblem(head.seq, None, f"chain head says {head.seq} records ending in {head.record_hash[:19]}…, found {expected_seq - 1} ending in {prev[:19]}… (records removed or altered)"))
+            rows = s.exec(select(DecisionRow.id, DecisionRow.outcome)).all()
+        outcomes = {d: o for d, o in rows}
+        for row in self.iter_records():
+            try:
+                body_outcome = json.loads(row.record_json).get("outcome")
+            except ValueError:
+                continue
+            if outcomes.get(row.decision_id) != body_outcome:
+                problems.append(VerifyProblem(row.seq, row.decision_id, "decision row outcome differs from its record"))
+        return n, problems
