@@ -28,7 +28,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-def _error(status: int, code: str, zh: str, en: str, fields: list[dict[str, Any]] | None = None) -> JSONResponse:
+def _error(
+    status: int, code: str, zh: str, en: str, fields: list[dict[str, Any]] | None = None
+) -> JSONResponse:
     body: dict[str, Any] = {"error": {"code": code, "message_zh": zh, "message_en": en}}
     if fields:
         body["error"]["fields"] = fields
@@ -50,32 +52,54 @@ class BodyLimit:
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
                 await self._reject(scope, receive, send)
                 return
+        # Read (at most ``limit`` bytes of) the body before the app sees it: an exception raised
+        # from inside ``receive`` would reach FastAPI first, which turns it into a generic 400.
+        messages: list[Message] = []
         seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                await self._reject(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        buffered = iter(messages)
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._reject(scope, receive, send)
+        async def replay() -> Message:
+            for message in buffered:
+                return message
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = _error(413, "BODY_TOO_LARGE", f"请求体超过 {self.limit} 字节", f"request body larger than {self.limit} bytes")
+        response = _error(
+            413,
+            "BODY_TOO_LARGE",
+            f"请求体超过 {self.limit} 字节",
+            f"request body larger than {self.limit} bytes",
+        )
         await response(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+def get_service(request: Request) -> DecisionService:
+    """The decision service the application was built with."""
+    service: DecisionService = request.app.state.service
+    return service
 
 
-def create_app(settings: Settings | None = None, *, service: DecisionService | None = None) -> FastAPI:
+# Module level, not inside create_app: with ``from __future__ import annotations`` FastAPI
+# resolves the string annotations of the route functions in this module's globals.
+ServiceDep = Annotated[DecisionService, Depends(get_service)]
+
+
+def create_app(
+    settings: Settings | None = None, *, service: DecisionService | None = None
+) -> FastAPI:
     """Build the service from ``settings`` (read from the environment when not given)."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
@@ -102,21 +126,23 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
     app.state.service = svc
     app.state.settings = settings
 
-    def get_service() -> DecisionService:
-        return svc
-
-    ServiceDep = Annotated[DecisionService, Depends(get_service)]
-
     @app.middleware("http")
-    async def request_context(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def request_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         start = time.perf_counter()
         response = await call_next(request)
         response.headers["X-Request-ID"] = request_id
-        log.info("request", method=request.method, path=request.url.path, status=response.status_code,
-                 ms=round((time.perf_counter() - start) * 1000, 2))
+        log.info(
+            "request",
+            method=request.method,
+            path=request.url.path,
+            status=response.status_code,
+            ms=round((time.perf_counter() - start) * 1000, 2),
+        )
         return response
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
@@ -125,9 +151,16 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return _error(400, "MALFORMED_JSON", "请求体不是合法的JSON", "the request body is not valid JSON",
-                          [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors])
-        fields = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors]
+            return _error(
+                400,
+                "MALFORMED_JSON",
+                "请求体不是合法的JSON",
+                "the request body is not valid JSON",
+                [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors],
+            )
+        fields = [
+            {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors
+        ]
         return _error(422, "INVALID_REQUEST", "请求字段有误", "some fields are invalid", fields)
 
     @app.exception_handler(RequestRejected)
@@ -136,15 +169,27 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
 
     @app.exception_handler(IdempotencyConflict)
     async def _conflict(_: Request, exc: IdempotencyConflict) -> JSONResponse:
-        return _error(422, "IDEMPOTENCY_KEY_REUSED", "该幂等键已用于另一份不同的申请",
-                      "this Idempotency-Key was already used with a different request body")
+        return _error(
+            422,
+            "IDEMPOTENCY_KEY_REUSED",
+            "该幂等键已用于另一份不同的申请",
+            "this Idempotency-Key was already used with a different request body",
+        )
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "rulesets": len(list(svc.catalog)), "decisions": svc.store.count() if svc.store else None}
+        return {
+            "status": "ok",
+            "rulesets": len(list(svc.catalog)),
+            "decisions": svc.store.count() if svc.store else None,
+        }
 
-    @app.post("/v1/decisions", tags=["decisions"], status_code=201,
-              responses={200: {"description": "the stored decision for a repeated Idempotency-Key"}})
+    @app.post(
+        "/v1/decisions",
+        tags=["decisions"],
+        status_code=201,
+        responses={200: {"description": "the stored decision for a repeated Idempotency-Key"}},
+    )
     def post_decision(
         body: DecisionRequest,
         svc: ServiceDep,
@@ -152,13 +197,24 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
     ) -> JSONResponse:
         """Decide one application. Same ``Idempotency-Key`` and body → the same decision."""
         if not idempotency_key:
-            return _error(400, "IDEMPOTENCY_KEY_REQUIRED", "缺少 Idempotency-Key 请求头",
-                          "the Idempotency-Key header is required")
+            return _error(
+                400,
+                "IDEMPOTENCY_KEY_REQUIRED",
+                "缺少 Idempotency-Key 请求头",
+                "the Idempotency-Key header is required",
+            )
         structlog.contextvars.bind_contextvars(application_id=body.application_id)
-        stored = svc.decide(body, idempotency_key=idempotency_key, body_sha256=request_sha256(body.model_dump(mode="json")))
+        stored = svc.decide(
+            body,
+            idempotency_key=idempotency_key,
+            body_sha256=request_sha256(body.model_dump(mode="json")),
+        )
         structlog.contextvars.bind_contextvars(decision_id=stored.decision_id)
-        return JSONResponse(stored.response, status_code=200 if stored.replayed else 201,
-                            headers={"Idempotent-Replayed": "true" if stored.replayed else "false"})
+        return JSONResponse(
+            stored.response,
+            status_code=200 if stored.replayed else 201,
+            headers={"Idempotent-Replayed": "true" if stored.replayed else "false"},
+        )
 
     @app.get("/v1/decisions/{decision_id}", tags=["decisions"])
     def get_decision(decision_id: str, svc: ServiceDep) -> JSONResponse:
@@ -177,40 +233,66 @@ def create_app(settings: Settings | None = None, *, service: DecisionService | N
         record = svc.store.get_record(decision_id)
         if record is None:
             return _error(404, "DECISION_NOT_FOUND", "未找到该决定", f"no decision {decision_id}")
-        return JSONResponse({
-            "decision_id": decision_id,
-            "outcome": record.outcome.value,
-            "text_zh": render_text(record, lang="zh"),
-            "text_en": render_text(record, lang="en"),
-            "record": record.model_dump(mode="json"),
-        })
+        return JSONResponse(
+            {
+                "decision_id": decision_id,
+                "outcome": record.outcome.value,
+                "text_zh": render_text(record, lang="zh"),
+                "text_en": render_text(record, lang="en"),
+                "record": record.model_dump(mode="json"),
+            }
+        )
 
-    @app.get("/v1/decisions/{decision_id}/explanation.txt", tags=["decisions"], response_class=PlainTextResponse)
+    @app.get(
+        "/v1/decisions/{decision_id}/explanation.txt",
+        tags=["decisions"],
+        response_class=PlainTextResponse,
+    )
     def get_explanation_text(decision_id: str, svc: ServiceDep) -> PlainTextResponse:
         assert svc.store is not None
         record = svc.store.get_record(decision_id)
         if record is None:
             return PlainTextResponse("未找到该决定 / decision not found", status_code=404)
-        return PlainTextResponse(render_text(record, lang="zh") + "\n\n" + render_text(record, lang="en"))
+        return PlainTextResponse(
+            render_text(record, lang="zh") + "\n\n" + render_text(record, lang="en")
+        )
 
     @app.get("/v1/rulesets", tags=["rulesets"])
     def list_rulesets(svc: ServiceDep) -> list[dict[str, Any]]:
         return [
-            {"service": rs.service, "version": rs.version, "name_zh": rs.doc.name.zh, "name_en": rs.doc.name.en,
-             "status": rs.doc.status, "effective_from": rs.doc.effective_from.isoformat(),
-             "effective_to": rs.doc.effective_to.isoformat() if rs.doc.effective_to else None,
-             "content_hash": rs.content_hash}
+            {
+                "service": rs.service,
+                "version": rs.version,
+                "name_zh": rs.doc.name.zh,
+                "name_en": rs.doc.name.en,
+                "status": rs.doc.status,
+                "effective_from": rs.doc.effective_from.isoformat(),
+                "effective_to": rs.doc.effective_to.isoformat() if rs.doc.effective_to else None,
+                "content_hash": rs.content_hash,
+            }
             for rs in svc.catalog
         ]
 
     @app.get("/v1/rulesets/{service}/{version}", tags=["rulesets"])
     def get_ruleset(service: str, version: str, svc: ServiceDep) -> JSONResponse:
         if service not in svc.catalog.services():
-            return _error(404, "UNKNOWN_SERVICE", f"未知的事项编码 {service}", f"unknown service {service}")
+            return _error(
+                404, "UNKNOWN_SERVICE", f"未知的事项编码 {service}", f"unknown service {service}"
+            )
         rs = svc.catalog.get(service, version)
         if rs is None:
-            return _error(404, "UNKNOWN_VERSION", f"{service} 没有版本 {version}", f"{service} has no version {version}")
-        return JSONResponse({"content_hash": rs.content_hash, "status": rs.doc.status,
-                             "ruleset": rs.doc.model_dump(mode="json")})
+            return _error(
+                404,
+                "UNKNOWN_VERSION",
+                f"{service} 没有版本 {version}",
+                f"{service} has no version {version}",
+            )
+        return JSONResponse(
+            {
+                "content_hash": rs.content_hash,
+                "status": rs.doc.status,
+                "ruleset": rs.doc.model_dump(mode="json"),
+            }
+        )
 
     return app

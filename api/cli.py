@@ -4,26 +4,35 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="秒批 instant-approval decision engine")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="秒批 instant-approval decision engine"
+)
 ruleset_app = typer.Typer(no_args_is_help=True, help="规则集 validate and test rulesets")
 audit_app = typer.Typer(no_args_is_help=True, help="审计 verify the explanation record chain")
-demo_app = typer.Typer(no_args_is_help=True, help="演示数据 demo registries and sample applications")
+demo_app = typer.Typer(
+    no_args_is_help=True, help="演示数据 demo registries and sample applications"
+)
 app.add_typer(ruleset_app, name="ruleset")
 app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
 
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="registry CSV folder [env MIAOPI_DATA_DIR]")]  # noqa: UP045
-Rulesets = Annotated[Optional[Path], typer.Option("--rulesets", help="rulesets folder [env MIAOPI_RULESETS_DIR]")]  # noqa: UP045
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="registry CSV folder [env MIAOPI_DATA_DIR]")
+]
+Rulesets = Annotated[
+    Path | None, typer.Option("--rulesets", help="rulesets folder [env MIAOPI_RULESETS_DIR]")
+]
 DbUrl = Annotated[Optional[str], typer.Option("--database-url", help="[env DATABASE_URL]")]  # noqa: UP045
 
 
-def _settings(data_dir: Path | None = None, rulesets: Path | None = None, database_url: str | None = None) -> object:
+def _settings(
+    data_dir: Path | None = None, rulesets: Path | None = None, database_url: str | None = None
+) -> object:
     from api.settings import Settings
 
     return Settings.from_env(data_dir=data_dir, rulesets_dir=rulesets, database_url=database_url)
@@ -37,14 +46,18 @@ def serve(
     data_dir: DataDir = None,
     rulesets: Rulesets = None,
     database_url: DbUrl = None,
-    demo: bool = typer.Option(False, "--demo", help="generate the demo registries first if the data folder is empty"),
+    demo: bool = typer.Option(
+        False, "--demo", help="generate the demo registries first if the data folder is empty"
+    ),
 ) -> None:
     """Run the HTTP service (uvicorn)."""
     import uvicorn
 
     from api.settings import Settings
 
-    settings = Settings.from_env(data_dir=data_dir, rulesets_dir=rulesets, database_url=database_url)
+    settings = Settings.from_env(
+        data_dir=data_dir, rulesets_dir=rulesets, database_url=database_url
+    )
     if demo and not (settings.data_dir / "population.csv").exists():
         from adapters.demo import generate_demo_data
 
@@ -53,7 +66,9 @@ def serve(
     os.environ["MIAOPI_DATA_DIR"] = str(settings.data_dir)
     os.environ["MIAOPI_RULESETS_DIR"] = str(settings.rulesets_dir)
     os.environ["DATABASE_URL"] = settings.database_url
-    uvicorn.run("api.main:app", host=host, port=port, workers=workers, log_level="warning", access_log=False)
+    uvicorn.run(
+        "api.main:app", host=host, port=port, workers=workers, log_level="warning", access_log=False
+    )
 
 
 @app.command()
@@ -79,8 +94,12 @@ def decide(
     except (OSError, ValueError, pydantic.ValidationError) as exc:
         typer.echo(f"无法读取申请 / cannot read the application {file}: {exc}", err=True)
         raise typer.Exit(2) from None
-    service = DecisionService(catalog=RulesetCatalog.load(settings.rulesets_dir), adapters=load_file_registries(settings.data_dir),
-                              store=None, pseudonym_key=settings.pseudonym_key)
+    service = DecisionService(
+        catalog=RulesetCatalog.load(settings.rulesets_dir),
+        adapters=load_file_registries(settings.data_dir),
+        store=None,
+        pseudonym_key=settings.pseudonym_key,
+    )
     try:
         response, record = service.decide_unstored(request)
     except RequestRejected as exc:
@@ -148,7 +167,9 @@ def audit_verify(database_url: DbUrl = None) -> None:
     settings = Settings.from_env(database_url=database_url)
     store = DecisionStore(settings.database_url)
     try:
-        count, problems = store.verify(progress=lambda n: typer.echo(f"… {n} records checked", err=True))
+        count, problems = store.verify(
+            progress=lambda n: typer.echo(f"… {n} records checked", err=True)
+        )
     finally:
         store.dispose()
     for p in problems:
@@ -177,4 +198,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

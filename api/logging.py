@@ -34,7 +34,9 @@ def _mask(value: Any, key: str | None = None) -> Any:
     return value
 
 
-def mask_personal_data(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def mask_personal_data(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """structlog processor: mask every 18-digit resident ID number and every name field."""
     for k in list(event_dict):
         event_dict[k] = _mask(event_dict[k], k)

@@ -67,7 +67,9 @@ def _version() -> str:
 class ApplicantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id_number: str = Field(min_length=18, max_length=18, description="居民身份证号码 (18 characters, GB 11643)")
+    id_number: str = Field(
+        min_length=18, max_length=18, description="居民身份证号码 (18 characters, GB 11643)"
+    )
     name: str = Field(min_length=1, max_length=50, description="姓名")
 
     @field_validator("id_number")
@@ -86,16 +88,35 @@ class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     service: str = Field(pattern=r"^[a-z][a-z0-9-]{1,62}$", description="事项编码 service code")
-    application_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", description="平台申请编号")
+    application_id: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", description="平台申请编号"
+    )
     submitted_at: AwareDatetime = Field(description="申请提交时间，须带时区 (ISO 8601 with offset)")
     applicant: ApplicantIn
     form: dict[str, Any]
+
+    @field_validator("submitted_at", mode="before")
+    @classmethod
+    def _iso_text(cls, v: object) -> object:
+        # pydantic would take a number as Unix seconds (123 → 1970-01-01T00:02:03Z).
+        if isinstance(v, str | dt.datetime):
+            return v
+        raise ValueError(
+            "申请提交时间须为带时区的 ISO 8601 字符串 / expected an ISO 8601 date-time string with an offset"
+        )
 
 
 class RequestRejected(Exception):
     """A request the service refuses, with an HTTP status and field-level details."""
 
-    def __init__(self, status: int, code: str, message_zh: str, message_en: str, fields: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message_zh: str,
+        message_en: str,
+        fields: list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(message_en)
         self.status = status
         self.code = code
@@ -166,14 +187,20 @@ class DecisionService:
             for ev in rs.doc.evidence:
                 adapter = self.adapters.get(ev.adapter)
                 if adapter is None:
-                    problems.append(f"{rs.key}: evidence {ev.id} needs adapter {ev.adapter!r}, not configured")
+                    problems.append(
+                        f"{rs.key}: evidence {ev.id} needs adapter {ev.adapter!r}, not configured"
+                    )
                     continue
                 if not adapter.supports(ev.mode):
-                    problems.append(f"{rs.key}: adapter {ev.adapter} does not support mode {ev.mode}")
+                    problems.append(
+                        f"{rs.key}: adapter {ev.adapter} does not support mode {ev.mode}"
+                    )
                 for fname, ftype in ev.fields.items():
                     have = adapter.fields.get(fname)
                     if have != ftype:
-                        problems.append(f"{rs.key}: {ev.id}.{fname} is {ftype} in the ruleset but {have} in adapter {ev.adapter}")
+                        problems.append(
+                            f"{rs.key}: {ev.id}.{fname} is {ftype} in the ruleset but {have} in adapter {ev.adapter}"
+                        )
         if problems:
             raise RuntimeError("rulesets and adapters do not match:\n" + "\n".join(problems))
 
@@ -184,26 +211,49 @@ class DecisionService:
         try:
             ruleset = self.catalog.in_force(request.service, day)
         except UnknownService as exc:
-            raise RequestRejected(404, "UNKNOWN_SERVICE", f"未知的事项编码 {exc.service}", str(exc)) from None
-        except NoVersionInForce as exc:
+            raise RequestRejected(
+                404, "UNKNOWN_SERVICE", f"未知的事项编码 {exc.service}", str(exc)
+            ) from None
+        except NoVersionInForce:
             raise RequestRejected(
                 422,
                 "NO_VERSION_IN_FORCE",
                 f"申请日期 {day.isoformat()}（北京时间）没有有效的规则版本",
                 f"no ruleset version of {request.service} is in force on the application date {day.isoformat()} (Asia/Shanghai)",
-                [{"loc": ["body", "submitted_at"], "msg": f"application date {day.isoformat()} has no ruleset in force", "type": "no_version_in_force"}],
+                [
+                    {
+                        "loc": ["body", "submitted_at"],
+                        "msg": f"application date {day.isoformat()} has no ruleset in force",
+                        "type": "no_version_in_force",
+                    }
+                ],
             ) from None
         try:
             form = ruleset.form_model.model_validate(request.form).model_dump()
         except pydantic.ValidationError as exc:
             fields = [
-                {"loc": ["body", "form", *[str(p) for p in e["loc"]]], "msg": e["msg"], "type": e["type"]}
+                {
+                    "loc": ["body", "form", *[str(p) for p in e["loc"]]],
+                    "msg": e["msg"],
+                    "type": e["type"],
+                }
                 for e in exc.errors()
             ]
-            raise RequestRejected(422, "INVALID_FORM", "申请表填写有误", f"the form does not match {ruleset.key}'s input schema", fields) from None
+            raise RequestRejected(
+                422,
+                "INVALID_FORM",
+                "申请表填写有误",
+                f"the form does not match {ruleset.key}'s input schema",
+                fields,
+            ) from None
         return Prepared(request, ruleset, form, day)
 
-    def _key_value(self, spec: EvidenceSpec, prepared: Prepared, fetched: Mapping[str, Mapping[str, object] | None]) -> object:
+    def _key_value(
+        self,
+        spec: EvidenceSpec,
+        prepared: Prepared,
+        fetched: Mapping[str, Mapping[str, object] | None],
+    ) -> object:
         key = prepared.ruleset.evidence_keys[spec.id]
         ns, name = key.parts
         if ns == "applicant":
@@ -213,7 +263,9 @@ class DecisionService:
         values = fetched.get(ns)
         return None if values is None else values.get(name)
 
-    def gather(self, prepared: Prepared, now: dt.datetime) -> tuple[dict[str, dict[str, object] | None], list[EvidenceItem]]:
+    def gather(
+        self, prepared: Prepared, now: dt.datetime
+    ) -> tuple[dict[str, dict[str, object] | None], list[EvidenceItem]]:
         """Ask every adapter, dependency level by level, each call time-boxed."""
         rs = prepared.ruleset
         levels: dict[str, int] = {}
@@ -229,30 +281,78 @@ class DecisionService:
                 key = self._key_value(spec, prepared, fetched)
                 if key is None or key == "":
                     fetched[spec.id] = None
-                    items[spec.id] = self._item(spec, None, None, status="skipped", error_code="KEY_UNAVAILABLE",
-                                                error_message=f"lookup key {rs.evidence_keys[spec.id].dotted} is not available")
+                    items[spec.id] = self._item(
+                        spec,
+                        None,
+                        None,
+                        status="skipped",
+                        error_code="KEY_UNAVAILABLE",
+                        error_message=f"lookup key {rs.evidence_keys[spec.id].dotted} is not available",
+                    )
                     continue
                 adapter = self.adapters[spec.adapter]
-                futures[spec.id] = (spec, str(key), self._pool.submit(
-                    adapter.lookup, str(key), fields=list(spec.fields), mode=spec.mode, params=spec.params, now=now))
+                futures[spec.id] = (
+                    spec,
+                    str(key),
+                    self._pool.submit(
+                        adapter.lookup,
+                        str(key),
+                        fields=list(spec.fields),
+                        mode=spec.mode,
+                        params=spec.params,
+                        now=now,
+                    ),
+                )
             for eid, (spec, key, fut) in futures.items():
                 try:
                     lookup: Lookup = fut.result(timeout=self.timeout)
                 except FutureTimeout:
                     fetched[eid] = None
-                    items[eid] = self._item(spec, key, None, status="error", error_code="ADAPTER_TIMEOUT", error_message=f"no answer within {self.timeout}s")
+                    items[eid] = self._item(
+                        spec,
+                        key,
+                        None,
+                        status="error",
+                        error_code="ADAPTER_TIMEOUT",
+                        error_message=f"no answer within {self.timeout}s",
+                    )
                     continue
                 except Exception as exc:  # an adapter failure must never become a rejection
                     code = getattr(exc, "code", "ADAPTER_UNAVAILABLE")
                     fetched[eid] = None
-                    items[eid] = self._item(spec, key, None, status="error", error_code=str(code), error_message=str(exc)[:300])
-                    log.warning("adapter_failed", evidence=eid, adapter=spec.adapter, error_code=code)
+                    items[eid] = self._item(
+                        spec,
+                        key,
+                        None,
+                        status="error",
+                        error_code=str(code),
+                        error_message=str(exc)[:300],
+                    )
+                    log.warning(
+                        "adapter_failed", evidence=eid, adapter=spec.adapter, error_code=code
+                    )
                     continue
                 fetched[eid] = dict(lookup.values) if lookup.status == "found" else None
-                items[eid] = self._item(spec, key, lookup, status=lookup.status, error_code=lookup.error_code, error_message=lookup.error_message)
+                items[eid] = self._item(
+                    spec,
+                    key,
+                    lookup,
+                    status=lookup.status,
+                    error_code=lookup.error_code,
+                    error_message=lookup.error_message,
+                )
         return fetched, [items[s.id] for s in rs.doc.evidence]
 
-    def _item(self, spec: EvidenceSpec, key: str | None, lookup: Lookup | None, *, status: str, error_code: str | None = None, error_message: str | None = None) -> EvidenceItem:
+    def _item(
+        self,
+        spec: EvidenceSpec,
+        key: str | None,
+        lookup: Lookup | None,
+        *,
+        status: str,
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> EvidenceItem:
         key_expr = ""
         if key is not None:
             personal = spec.key.endswith("id_number")
@@ -261,19 +361,26 @@ class DecisionService:
         if lookup is not None:
             for k, v in lookup.values.items():
                 if is_personal_field(k) and isinstance(v, str):
-                    v = pseudonymize(v, key=self.key, kind="name" if k.endswith("name") else "id_number")
+                    v = pseudonymize(
+                        v, key=self.key, kind="name" if k.endswith("name") else "id_number"
+                    )
                 values[k] = _json_scalar(v)
         prov = lookup.provenance if lookup is not None else None
         return EvidenceItem(
-            id=spec.id, source=spec.adapter, mode=spec.mode, key_expression=spec.key,
-            key=key_expr or None, status=status,  # type: ignore[arg-type]
+            id=spec.id,
+            source=spec.adapter,
+            mode=spec.mode,
+            key_expression=spec.key,
+            key=key_expr or None,
+            status=status,  # type: ignore[arg-type]
             values=values,
             adapter=prov.adapter if prov else None,
             adapter_version=prov.adapter_version if prov else None,
             reference=prov.reference if prov else None,
             retrieved_at=prov.retrieved_at if prov else None,
             raw_sha256=prov.raw_sha256 if prov else None,
-            error_code=error_code, error_message=error_message,
+            error_code=error_code,
+            error_message=error_message,
         )
 
     def decide_prepared(self, prepared: Prepared) -> Decided:
@@ -282,32 +389,54 @@ class DecisionService:
         req = prepared.request
         pseudo_id = pseudonymize(req.applicant.id_number, key=self.key, kind="id_number")
         pseudo_name = pseudonymize(req.applicant.name, key=self.key, kind="name")
-        evidence = {}
+        evidence: dict[str, dict[str, object] | None] = {}
         for eid, values in fetched.items():
             if values is None:
                 evidence[eid] = None
                 continue
             evidence[eid] = {
-                k: (pseudonymize(v, key=self.key, kind="name" if k.endswith("name") else "id_number")
-                    if is_personal_field(k) and isinstance(v, str) else v)
+                k: (
+                    pseudonymize(
+                        v, key=self.key, kind="name" if k.endswith("name") else "id_number"
+                    )
+                    if is_personal_field(k) and isinstance(v, str)
+                    else v
+                )
                 for k, v in values.items()
             }
-        env = application_env(application_date=prepared.application_date, id_number=pseudo_id, name=pseudo_name,
-                              form=prepared.form, evidence=evidence)
+        env = application_env(
+            application_date=prepared.application_date,
+            id_number=pseudo_id,
+            name=pseudo_name,
+            form=prepared.form,
+            evidence=evidence,
+        )
         evaluation = evaluate(prepared.ruleset, env)
         extra: list[Reason] = []
         for item in items:
             if item.status == "error":
-                extra.append(Reason(code=ReasonCode.EVIDENCE_UNAVAILABLE, evidence=item.id,
-                                    message_zh=f"数据源 {item.source} 暂时无法查询（{item.error_code}），相关条件转人工审核。",
-                                    message_en=f"Registry {item.source} could not be asked ({item.error_code}); the criteria needing it are referred."))
+                extra.append(
+                    Reason(
+                        code=ReasonCode.EVIDENCE_UNAVAILABLE,
+                        evidence=item.id,
+                        message_zh=f"数据源 {item.source} 暂时无法查询（{item.error_code}），相关条件转人工审核。",
+                        message_en=f"Registry {item.source} could not be asked ({item.error_code}); the criteria needing it are referred.",
+                    )
+                )
             elif item.status in ("not_found", "skipped"):
-                extra.append(Reason(code=ReasonCode.EVIDENCE_NOT_FOUND, evidence=item.id,
-                                    message_zh=f"数据源 {item.source} 中没有查到相关记录。",
-                                    message_en=f"Registry {item.source} holds no record for this applicant."))
+                extra.append(
+                    Reason(
+                        code=ReasonCode.EVIDENCE_NOT_FOUND,
+                        evidence=item.id,
+                        message_zh=f"数据源 {item.source} 中没有查到相关记录。",
+                        message_en=f"Registry {item.source} holds no record for this applicant.",
+                    )
+                )
         return Decided(prepared, evaluation, items, env, self.clock(), extra)
 
-    def build_record(self, decided: Decided, *, decision_id: str, seq: int, prev_hash: str) -> ExplanationRecordV1:
+    def build_record(
+        self, decided: Decided, *, decision_id: str, seq: int, prev_hash: str
+    ) -> ExplanationRecordV1:
         p = decided.prepared
         rs = p.ruleset
         ev = decided.evaluation
@@ -321,19 +450,28 @@ class DecisionService:
             authority_zh=rs.doc.authority.zh,
             ruleset_version=rs.version,
             ruleset_hash=rs.content_hash,
-            engine=EngineInfo(version=_version(), evaluator=ev.evaluator, durable_rules=durable_version()),
+            engine=EngineInfo(
+                version=_version(), evaluator=ev.evaluator, durable_rules=durable_version()
+            ),
             submitted_at=p.request.submitted_at,
             application_date=p.application_date,
             decided_at=decided.decided_at,
-            applicant=MaskedApplicant(id_number=str(decided.env["applicant.id_number"]), name=str(decided.env["applicant.name"])),
+            applicant=MaskedApplicant(
+                id_number=str(decided.env["applicant.id_number"]),
+                name=str(decided.env["applicant.name"]),
+            ),
             form={k: _json_scalar(v) for k, v in p.form.items()},
             evidence=decided.evidence,
             criteria=ev.criteria,
             outcome=ev.outcome,
             outputs=ev.outputs,
             reasons=[*ev.reasons, *decided.extra_reasons],
-            remedy=remedy_notice(decided_on=decided.decided_at.astimezone(SHANGHAI).date(), authority_zh=rs.doc.authority.zh),
-            masked_fields=["applicant.id_number", "applicant.name"] + [f"{e.id}.{k}" for e in decided.evidence for k in e.values if is_personal_field(k)],
+            remedy=remedy_notice(
+                decided_on=decided.decided_at.astimezone(SHANGHAI).date(),
+                authority_zh=rs.doc.authority.zh,
+            ),
+            masked_fields=["applicant.id_number", "applicant.name"]
+            + [f"{e.id}.{k}" for e in decided.evidence for k in e.values if is_personal_field(k)],
             prev_hash=prev_hash,
         )
 
@@ -348,7 +486,11 @@ class DecisionService:
             "failed_criteria": [c.id for c in record.criteria if c.status == "FAIL"],
             "unknown_criteria": [c.id for c in record.criteria if c.status == "UNKNOWN"],
             "reasons": [r.model_dump(mode="json", exclude_none=True) for r in record.reasons],
-            "ruleset": {"service": record.service, "version": record.ruleset_version, "content_hash": record.ruleset_hash},
+            "ruleset": {
+                "service": record.service,
+                "version": record.ruleset_version,
+                "content_hash": record.ruleset_hash,
+            },
             "application_date": record.application_date.isoformat(),
             "decided_at": record.decided_at.isoformat(),
             "record_hash": record.record_hash,
@@ -357,7 +499,9 @@ class DecisionService:
 
     # --- whole decisions -----------------------------------------------------------------
 
-    def decide(self, request: DecisionRequest, *, idempotency_key: str, body_sha256: str) -> StoredDecision:
+    def decide(
+        self, request: DecisionRequest, *, idempotency_key: str, body_sha256: str
+    ) -> StoredDecision:
         """Decide and store atomically; a retried key returns the stored response."""
         assert self.store is not None, "decide() needs a store; use decide_unstored() for a dry run"
         existing = self.store.find_by_key(idempotency_key)
@@ -372,17 +516,28 @@ class DecisionService:
         decision_id = self.new_id()
 
         def build(seq: int, prev_hash: str) -> tuple[ExplanationRecordV1, dict[str, Any]]:
-            record = self.build_record(decided, decision_id=decision_id, seq=seq, prev_hash=prev_hash).sealed()
+            record = self.build_record(
+                decided, decision_id=decision_id, seq=seq, prev_hash=prev_hash
+            ).sealed()
             return record, self.response(record)
 
-        stored = self.store.append(idempotency_key=idempotency_key, request_sha256=body_sha256, build=build)
+        stored = self.store.append(
+            idempotency_key=idempotency_key, request_sha256=body_sha256, build=build
+        )
         if not stored.replayed:
-            log.info("decided", decision_id=stored.decision_id, application_id=request.application_id,
-                     service=request.service, ruleset_version=prepared.ruleset.version,
-                     outcome=decided.evaluation.outcome.value)
+            log.info(
+                "decided",
+                decision_id=stored.decision_id,
+                application_id=request.application_id,
+                service=request.service,
+                ruleset_version=prepared.ruleset.version,
+                outcome=decided.evaluation.outcome.value,
+            )
         return stored
 
-    def decide_unstored(self, request: DecisionRequest) -> tuple[dict[str, Any], ExplanationRecordV1]:
+    def decide_unstored(
+        self, request: DecisionRequest
+    ) -> tuple[dict[str, Any], ExplanationRecordV1]:
         """Decide without storing (CLI dry runs, benchmarks): seq 0, no chain link."""
         decided = self.decide_prepared(self.prepare(request))
         record = self.build_record(decided, decision_id=self.new_id(), seq=0, prev_hash="").sealed()

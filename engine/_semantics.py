@@ -6,7 +6,7 @@ import datetime as dt
 import difflib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from engine import dates
 from engine.errors import ExpressionError
@@ -28,8 +28,8 @@ from engine.expr import (
 )
 
 __all__ = [
-    "MISSING",
     "FUNCTIONS",
+    "MISSING",
     "Scope",
     "check",
     "names_in",
@@ -148,9 +148,7 @@ def check(node: Expr, scope: Scope, *, text: str) -> str:
                     hint = f"; did you mean {close[0]!r}?" if close else ""
                     raise fail(f"未知的函数 / unknown function {f!r}{hint}", n)
                 if len(args) != len(spec.params):
-                    raise fail(
-                        f"{f} expects {len(spec.params)} argument(s), got {len(args)}", n
-                    )
+                    raise fail(f"{f} expects {len(spec.params)} argument(s), got {len(args)}", n)
                 for arg, want in zip(args, spec.params, strict=True):
                     got = go(arg)
                     if not _compatible(got, want):
@@ -158,7 +156,7 @@ def check(node: Expr, scope: Scope, *, text: str) -> str:
                 if f == "date":
                     arg = args[0]
                     if not isinstance(arg, Literal):
-                        raise fail("date() takes a string literal such as \"2026-01-01\"", arg)
+                        raise fail('date() takes a string literal such as "2026-01-01"', arg)
                     try:
                         _date_literal(arg.value)
                     except ValueError:
@@ -181,10 +179,10 @@ def check(node: Expr, scope: Scope, *, text: str) -> str:
                     return "integer"
                 raise fail(f"cannot apply {op!r} to {lt} and {rt}", n)
             case Neg(operand=o):
-                t = go(o)
-                if t not in NUMERIC:
-                    raise fail(f"cannot negate a {t}", n)
-                return t
+                operand_type = go(o)
+                if operand_type not in NUMERIC:
+                    raise fail(f"cannot negate a {operand_type}", n)
+                return operand_type
             case ListLit(items=items):
                 raise fail("a list is only allowed on the right of 'in'", n)
             case Compare(op=op, left=l, right=r):
@@ -304,11 +302,11 @@ def value(node: Expr, env: Env, tables: Mapping[str, Mapping[str, object]]) -> o
                 return MISSING
             return _arith(op, a, b)
         case Neg(operand=o):
-            v = value(o, env, tables)
-            return MISSING if v is MISSING else -v  # type: ignore[operator]
+            inner: Any = value(o, env, tables)
+            return MISSING if inner is MISSING else -inner
         case _:
-            t = truth(node, env, tables)
-            return MISSING if t is None else t
+            verdict = truth(node, env, tables)
+            return MISSING if verdict is None else verdict
 
 
 def _arith(op: str, a: object, b: object) -> object:
@@ -374,9 +372,9 @@ def truth(node: Expr, env: Env, tables: Mapping[str, Mapping[str, object]]) -> b
         case Literal(value=v) if isinstance(v, bool):
             return v
         case _:
-            v = value(node, env, tables)
-            if v is MISSING:
+            result = value(node, env, tables)
+            if result is MISSING:
                 return None
-            if isinstance(v, bool):
-                return v
+            if isinstance(result, bool):
+                return result
             raise TypeError(f"not a boolean: {unparse(node)}")

@@ -27,9 +27,7 @@ class Span:
         """File line and column (1-based) of character ``offset`` of the scalar's value."""
         if self.style in (">", "|"):
             lines = self.raw.split("\n")[1:]
-            indent = min(
-                (len(s) - len(s.lstrip(" ")) for s in lines if s.strip()), default=0
-            )
+            indent = min((len(s) - len(s.lstrip(" ")) for s in lines if s.strip()), default=0)
             remaining = offset
             for i, text in enumerate(lines):
                 content = text[indent:]
@@ -61,6 +59,8 @@ class Located:
         """A ``RulesetError`` located at ``path`` (and ``offset`` inside its scalar)."""
         span = self.spans.get(tuple(path))
         if span is not None and offset is not None:
+            line: int | None
+            column: int | None
             line, column = span.position_of(offset)
         else:
             line, column = self.where(path)
@@ -68,7 +68,7 @@ class Located:
         return RulesetError(message, file=self.file, line=line, column=column, key=key)
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]
     pass
 
 

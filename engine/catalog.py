@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,14 +25,17 @@ class RulesetCatalog:
         errors: list[RulesetError] = []
         for service, versions in self._by_service.items():
             live = [v for v in versions if v.doc.status in IN_FORCE_STATUSES]
-            for a, b in zip(live, live[1:], strict=False):
+            for a, b in itertools.pairwise(live):
                 if a.doc.effective_to is None or a.doc.effective_to >= b.doc.effective_from:
                     errors.append(
                         RulesetError(
                             f"published versions {a.version} and {b.version} of {service} overlap "
                             f"({a.doc.effective_from}…{a.doc.effective_to or 'open'} and "
                             f"{b.doc.effective_from}…)",
-                            file=b.path, line=1, column=1, key="effective_from",
+                            file=b.path,
+                            line=1,
+                            column=1,
+                            key="effective_from",
                         )
                     )
         if errors:

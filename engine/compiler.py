@@ -85,12 +85,12 @@ class _Compiler:
             self.out.fields[term.dotted] = key
             return "field", key
         text = unparse(term)
-        key = self._derived_by_text.get(text)
-        if key is None:
-            key = f"t{len(self._derived_by_text)}"
-            self._derived_by_text[text] = key
-            self.out.derived[key] = term
-        return "field", key
+        derived = self._derived_by_text.get(text)
+        if derived is None:
+            derived = f"t{len(self._derived_by_text)}"
+            self._derived_by_text[text] = derived
+            self.out.derived[derived] = term
+        return "field", derived
 
     def atom(self, op: str, left: Expr, right: Expr) -> dict[str, Any]:
         lk, lv = self.operand(left)
@@ -128,11 +128,11 @@ class _Compiler:
             case In(needle=n, haystack=h, negated=neg):
                 member = positive != neg
                 if isinstance(h, ListLit):
-                    items: list[Expr] = list(h.items)
+                    choices: list[Expr] = list(h.items)
                 else:
                     assert isinstance(h, Name)
-                    items = [Literal(k, h.offset) for k in self.tables[h.dotted]]
-                parts = [self.atom("==" if member else "!=", n, i) for i in items]
+                    choices = [Literal(k, h.offset) for k in self.tables[h.dotted]]
+                parts = [self.atom("==" if member else "!=", n, i) for i in choices]
                 return {"$or" if member else "$and": parts}
             case Literal(value=v) if isinstance(v, bool):
                 return dict(_ALWAYS if v == positive else _NEVER)

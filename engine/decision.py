@@ -12,8 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from engine._durable import get_engine
 from engine._semantics import MISSING, truth, value
 from engine.errors import EngineFault
-from engine.expr import unparse
-from engine.ruleset import Ruleset, format_value
+from engine.ruleset import Ruleset
 
 __all__ = [
     "ComparedValue",
@@ -184,7 +183,10 @@ def evaluate(
             if both:
                 raise EngineFault(f"criteria both passed and failed: {sorted(both)}")
             statuses = [
-                CriterionStatus.PASS if i in passed else CriterionStatus.FAIL if i in failed
+                CriterionStatus.PASS
+                if i in passed
+                else CriterionStatus.FAIL
+                if i in failed
                 else CriterionStatus.UNKNOWN
                 for i in range(n)
             ]
@@ -197,7 +199,11 @@ def evaluate(
         for crit in ruleset.criteria:
             t = truth(crit.condition, env, tables)
             statuses.append(
-                CriterionStatus.UNKNOWN if t is None else CriterionStatus.PASS if t else CriterionStatus.FAIL
+                CriterionStatus.UNKNOWN
+                if t is None
+                else CriterionStatus.PASS
+                if t
+                else CriterionStatus.FAIL
             )
         hits = [i for i, row in enumerate(ruleset.rows) if truth(row, env, tables) is True]
 
@@ -207,17 +213,32 @@ def evaluate(
     for crit, status in zip(ruleset.criteria, statuses, strict=True):
         doc = docs[crit.index]
         values = []
-        for term in crit.terms:
+        for term, text in zip(crit.terms, crit.term_texts, strict=True):
             v = value(term, env, tables)
-            values.append(ComparedValue(expression=unparse(term), value=_json_value(v), missing=v is MISSING))
+            values.append(
+                ComparedValue.model_construct(
+                    expression=text, value=_json_value(v), missing=v is MISSING
+                )
+            )
         missing = [name for name in crit.names if env.get(name, MISSING) is MISSING]
         reason_zh = reason_en = None
         if status is not CriterionStatus.PASS:
             reason_zh = crit.reason_zh.render(env, tables, lang="zh")
             reason_en = crit.reason_en.render(env, tables, lang="en")
         if status is CriterionStatus.FAIL:
-            code = ReasonCode.CRITERION_NOT_MET if doc.on_fail == "reject" else ReasonCode.CRITERION_NEEDS_REVIEW
-            reasons.append(Reason(code=code, criterion=doc.id, message_zh=reason_zh or "", message_en=reason_en or ""))
+            code = (
+                ReasonCode.CRITERION_NOT_MET
+                if doc.on_fail == "reject"
+                else ReasonCode.CRITERION_NEEDS_REVIEW
+            )
+            reasons.append(
+                Reason(
+                    code=code,
+                    criterion=doc.id,
+                    message_zh=reason_zh or "",
+                    message_en=reason_en or "",
+                )
+            )
         elif status is CriterionStatus.UNKNOWN and fault is None:
             reasons.append(
                 Reason(
@@ -228,14 +249,14 @@ def evaluate(
                 )
             )
         results.append(
-            CriterionResult(
+            CriterionResult.model_construct(
                 id=doc.id,
                 title_zh=doc.title.zh,
                 title_en=doc.title.en,
                 status=status,
                 on_fail=doc.on_fail,
                 legal_basis=list(doc.legal_basis),
-                condition=unparse(crit.condition),
+                condition=crit.condition_text,
                 values=values,
                 missing_facts=missing,
                 reason_zh=reason_zh,
@@ -271,10 +292,24 @@ def evaluate(
         if table is not None:
             if not hits:
                 outcome = Outcome.REFERRED
-                reasons.append(Reason(code=ReasonCode.OUTPUT_NO_MATCH, message_zh=f"{table.title.zh}：决策表无匹配行，转人工审核。", message_en=f"{table.title.en}: no row of the decision table matches; referred to a person."))
+                reasons.append(
+                    Reason(
+                        code=ReasonCode.OUTPUT_NO_MATCH,
+                        message_zh=f"{table.title.zh}：决策表无匹配行，转人工审核。",
+                        message_en=f"{table.title.en}: no row of the decision table matches; referred to a person.",
+                    )
+                )
             elif table.hit_policy == "UNIQUE" and len(hits) > 1:
                 outcome = Outcome.REFERRED
-                reasons.append(Reason(code=ReasonCode.OUTPUT_AMBIGUOUS, message_zh=f"{table.title.zh}：决策表有多行匹配（{hits}），转人工审核。", message_en=f"{table.title.en}: rows {hits} all match under hit policy UNIQUE; referred to a person."))
+                reasons.append(
+                    Reason(
+                        code=ReasonCode.OUTPUT_AMBIGUOUS,
+                        message_zh=f"{table.title.zh}：决策表有多行匹配（{hits}），转人工审核。",
+                        message_en=f"{table.title.en}: rows {hits} all match under hit policy UNIQUE; referred to a person.",
+                    )
+                )
             else:
                 outputs = dict(table.rules[hits[0]].then)
-    return Evaluation(outcome=outcome, criteria=results, outputs=outputs, reasons=reasons, evaluator=evaluator)
+    return Evaluation(
+        outcome=outcome, criteria=results, outputs=outputs, reasons=reasons, evaluator=evaluator
+    )

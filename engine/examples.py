@@ -64,16 +64,23 @@ def run_example(ruleset: Ruleset, example: Example) -> ExampleResult:
     if result.outcome != exp.outcome:
         problems.append(f"outcome: expected {exp.outcome}, got {result.outcome}")
     if sorted(result.failed) != sorted(exp.failed):
-        problems.append(f"failed criteria: expected {sorted(exp.failed)}, got {sorted(result.failed)}")
+        problems.append(
+            f"failed criteria: expected {sorted(exp.failed)}, got {sorted(result.failed)}"
+        )
     if sorted(result.unknown) != sorted(exp.unknown):
-        problems.append(f"unknown criteria: expected {sorted(exp.unknown)}, got {sorted(result.unknown)}")
+        problems.append(
+            f"unknown criteria: expected {sorted(exp.unknown)}, got {sorted(result.unknown)}"
+        )
     if exp.outputs is not None:
         got = result.outputs or {}
         for k, v in exp.outputs.items():
             if got.get(k) != v:
                 problems.append(f"output {k}: expected {v!r}, got {got.get(k)!r}")
     if (result.outcome, result.failed, result.unknown, result.outputs) != (
-        reference.outcome, reference.failed, reference.unknown, reference.outputs
+        reference.outcome,
+        reference.failed,
+        reference.unknown,
+        reference.outputs,
     ):
         problems.append("durable_rules and the reference evaluator disagree")
     return ExampleResult(example.name, not problems, problems, result)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from functools import cache
-from typing import Union
 
 import lark
 
@@ -174,7 +173,7 @@ class Or:
     offset: int
 
 
-Expr = Union[Literal, Name, Call, Index, Arith, Neg, ListLit, Compare, In, Not, And, Or]
+Expr = Literal | Name | Call | Index | Arith | Neg | ListLit | Compare | In | Not | And | Or
 
 
 def _offset(meta_or_token: object) -> int:
@@ -219,7 +218,9 @@ class _ToAst(lark.Transformer):  # type: ignore[type-arg]
     def index(self, meta: lark.tree.Meta, items: list[Expr]) -> Expr:
         table, key = items
         if not isinstance(table, Name):
-            raise ExpressionError("只能对表名取值 / only a table name can be indexed", text="", offset=meta.start_pos)
+            raise ExpressionError(
+                "只能对表名取值 / only a table name can be indexed", text="", offset=meta.start_pos
+            )
         return Index(table, key, meta.start_pos)
 
     def number(self, meta: lark.tree.Meta, items: list[lark.Token]) -> Expr:
@@ -260,10 +261,9 @@ def parse(text: str) -> Expr:
         tree = _parser().parse(text)
         result = _ToAst().transform(tree)
     except lark.exceptions.UnexpectedCharacters as exc:
+        pos = exc.pos_in_stream or 0
         raise ExpressionError(
-            f"无法识别的字符 / unexpected character {text[exc.pos_in_stream]!r}",
-            text=text,
-            offset=exc.pos_in_stream,
+            f"无法识别的字符 / unexpected character {text[pos]!r}", text=text, offset=pos
         ) from None
     except lark.exceptions.UnexpectedToken as exc:
         expected = ", ".join(sorted(exc.expected)[:8])
@@ -275,10 +275,14 @@ def parse(text: str) -> Expr:
             offset=offset,
         ) from None
     except lark.exceptions.UnexpectedEOF:
-        raise ExpressionError("表达式不完整 / unexpected end of text", text=text, offset=len(text)) from None
+        raise ExpressionError(
+            "表达式不完整 / unexpected end of text", text=text, offset=len(text)
+        ) from None
     except lark.exceptions.VisitError as exc:
         if isinstance(exc.orig_exc, ExpressionError):
-            raise ExpressionError(exc.orig_exc.message, text=text, offset=exc.orig_exc.offset) from None
+            raise ExpressionError(
+                exc.orig_exc.message, text=text, offset=exc.orig_exc.offset
+            ) from None
         raise
     assert not isinstance(result, lark.Tree)
     return result  # type: ignore[no-any-return]

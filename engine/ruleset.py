@@ -9,7 +9,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal as TypingLiteral
+from typing import Any
+from typing import Literal as TypingLiteral
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -72,6 +73,8 @@ class CheckedCriterion:
     terms: tuple[Expr, ...]
     reason_zh: Template
     reason_en: Template
+    condition_text: str = ""
+    term_texts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,9 @@ def canonical_form(doc: RulesetDoc) -> dict[str, Any]:
 
 
 def content_hash(doc: RulesetDoc) -> str:
-    payload = json.dumps(canonical_form(doc), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    payload = json.dumps(
+        canonical_form(doc), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
     return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -144,14 +149,20 @@ def load_ruleset(path: Path | str) -> Ruleset:
         errors.append(
             RulesetError(
                 f"folder {p.parent.name!r} must be named after the service {ruleset.service!r}",
-                file=str(p), line=1, column=1, key="service",
+                file=str(p),
+                line=1,
+                column=1,
+                key="service",
             )
         )
     if p.stem != ruleset.version:
         errors.append(
             RulesetError(
                 f"file name {p.name!r} must be the version: expected {ruleset.version}.yaml",
-                file=str(p), line=1, column=1, key="version",
+                file=str(p),
+                line=1,
+                column=1,
+                key="version",
             )
         )
     if errors:
@@ -177,7 +188,9 @@ def parse_ruleset(text: str, *, file: str) -> Ruleset:
 def _pydantic_errors(exc: pydantic.ValidationError, located: Located) -> list[RulesetError]:
     out = []
     for err in exc.errors():
-        path = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        path = tuple(
+            p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+        )
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = f"未知的键 / unexpected key {path[-1]!r}"
@@ -246,9 +259,16 @@ class _Checker:
         for tname, table in doc.tables.items():
             kinds = {type(v).__name__ for v in table.values.values()}
             if len(kinds) > 1:
-                self.err(f"all values of table {tname!r} must have one type, got {sorted(kinds)}", "tables", tname, "values")
+                self.err(
+                    f"all values of table {tname!r} must have one type, got {sorted(kinds)}",
+                    "tables",
+                    tname,
+                    "values",
+                )
             sample = next(iter(table.values.values()))
-            vtype = {"bool": "boolean", "int": "integer", "float": "number"}.get(type(sample).__name__, "string")
+            vtype = {"bool": "boolean", "int": "integer", "float": "number"}.get(
+                type(sample).__name__, "string"
+            )
             tables[tname] = dict(table.values)
             table_types[tname] = (vtype, tables[tname])
             self._cites(table.legal_basis, basis_ids, "tables", tname, "legal_basis")
@@ -269,16 +289,38 @@ class _Checker:
                 continue
             constant = truth(node, {}, tables)
             if constant is True:
-                self.err(f"criterion {crit.id} is always true: it checks nothing", "criteria", i, "condition", offset=0)
+                self.err(
+                    f"criterion {crit.id} is always true: it checks nothing",
+                    "criteria",
+                    i,
+                    "condition",
+                    offset=0,
+                )
                 continue
             if constant is False:
-                self.err(f"criterion {crit.id} can never be met (unreachable approval)", "criteria", i, "condition", offset=0)
+                self.err(
+                    f"criterion {crit.id} can never be met (unreachable approval)",
+                    "criteria",
+                    i,
+                    "condition",
+                    offset=0,
+                )
                 continue
             from engine._semantics import terms_in
 
             terms = tuple(dict.fromkeys(t for t in terms_in(node) if not _is_literal(t)))
             criteria.append(
-                CheckedCriterion(i, crit.id, node, tuple(dict.fromkeys(names_in(node))), terms, zh, en)
+                CheckedCriterion(
+                    i,
+                    crit.id,
+                    node,
+                    tuple(dict.fromkeys(names_in(node))),
+                    terms,
+                    zh,
+                    en,
+                    unparse(node),
+                    tuple(unparse(t) for t in terms),
+                )
             )
 
         rows: list[Expr] = []
@@ -294,24 +336,56 @@ class _Checker:
                 missing = set(out.columns) - set(row.then)
                 extra = set(row.then) - set(out.columns)
                 if missing:
-                    self.err(f"row {r} sets no value for {sorted(missing)}", "outputs", "rules", r, "then")
+                    self.err(
+                        f"row {r} sets no value for {sorted(missing)}",
+                        "outputs",
+                        "rules",
+                        r,
+                        "then",
+                    )
                 if extra:
-                    self.err(f"row {r} sets unknown columns {sorted(extra)}; columns are {sorted(out.columns)}", "outputs", "rules", r, "then")
+                    self.err(
+                        f"row {r} sets unknown columns {sorted(extra)}; columns are {sorted(out.columns)}",
+                        "outputs",
+                        "rules",
+                        r,
+                        "then",
+                    )
                 for col, v in row.then.items():
                     want = out.columns.get(col)
-                    got = {"bool": "boolean", "int": "integer", "float": "number"}.get(type(v).__name__, "string")
+                    got = {"bool": "boolean", "int": "integer", "float": "number"}.get(
+                        type(v).__name__, "string"
+                    )
                     if want and got != want and not (want == "number" and got == "integer"):
-                        self.err(f"column {col} is {want}, got {got} {v!r}", "outputs", "rules", r, "then", col)
+                        self.err(
+                            f"column {col} is {want}, got {got} {v!r}",
+                            "outputs",
+                            "rules",
+                            r,
+                            "then",
+                            col,
+                        )
 
         for t, ex in enumerate(doc.tests):
             unknown = set(ex.evidence) - {e.id for e in doc.evidence}
             if unknown:
-                self.err(f"test evidence names unknown evidence ids {sorted(unknown)}", "tests", t, "evidence")
+                self.err(
+                    f"test evidence names unknown evidence ids {sorted(unknown)}",
+                    "tests",
+                    t,
+                    "evidence",
+                )
             ids = {c.id for c in doc.criteria}
             for listname in ("failed", "unknown"):
                 bad = set(getattr(ex.expect, listname)) - ids
                 if bad:
-                    self.err(f"expect.{listname} names unknown criteria {sorted(bad)}", "tests", t, "expect", listname)
+                    self.err(
+                        f"expect.{listname} names unknown criteria {sorted(bad)}",
+                        "tests",
+                        t,
+                        "expect",
+                        listname,
+                    )
 
         if self.errors:
             self.errors.sort(key=lambda e: (e.line or 0, e.column or 0))
@@ -363,7 +437,11 @@ class _Checker:
                 check(node, scope, text=inner)
                 parts.append(node)
             except ExpressionError as exc:
-                self.err(f"in placeholder {{{inner}}}: {exc.message}", *path, offset=m.start(1) + exc.offset)
+                self.err(
+                    f"in placeholder {{{inner}}}: {exc.message}",
+                    *path,
+                    offset=m.start(1) + exc.offset,
+                )
                 ok = False
             pos = m.end()
         parts.append(text[pos:])
@@ -378,10 +456,21 @@ class _Checker:
                 self.err(exc.message, "evidence", i, "key", offset=exc.offset)
                 continue
             if not isinstance(node, Name) or len(node.parts) != 2:
-                self.err("an evidence key must be one name such as applicant.id_number", "evidence", i, "key")
+                self.err(
+                    "an evidence key must be one name such as applicant.id_number",
+                    "evidence",
+                    i,
+                    "key",
+                )
                 continue
             if node.dotted not in scope.names:
-                self.err(f"unknown name {node.dotted!r}{scope.suggest(node.dotted)}", "evidence", i, "key", offset=0)
+                self.err(
+                    f"unknown name {node.dotted!r}{scope.suggest(node.dotted)}",
+                    "evidence",
+                    i,
+                    "key",
+                    offset=0,
+                )
                 continue
             if node.parts[0] == ev.id:
                 self.err("evidence cannot be keyed by itself", "evidence", i, "key")
@@ -399,7 +488,12 @@ class _Checker:
                 return
             if state.get(eid) == 1:
                 i = [e.id for e in self.doc.evidence].index(eid)
-                self.err(f"evidence keys form a cycle: {' -> '.join((*chain, eid))}", "evidence", i, "key")
+                self.err(
+                    f"evidence keys form a cycle: {' -> '.join((*chain, eid))}",
+                    "evidence",
+                    i,
+                    "key",
+                )
                 return
             state[eid] = 1
             key = keys.get(eid)
@@ -426,7 +520,7 @@ def form_model(inputs: list[InputField], *, name: str) -> type[BaseModel]:
         annotation: Any
         constraints: dict[str, Any] = {"title": f"{f.title.zh} / {f.title.en}"}
         if f.type == "enum":
-            annotation = TypingLiteral[tuple(f.values or ())]  # type: ignore[valid-type]
+            annotation = TypingLiteral[tuple(f.values or ())]
         elif f.type == "string":
             annotation = str
             if f.pattern:
@@ -450,7 +544,7 @@ def form_model(inputs: list[InputField], *, name: str) -> type[BaseModel]:
             fields[f.name] = (annotation, Field(**constraints))
         else:
             fields[f.name] = (annotation | None, Field(default=None, **constraints))
-    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    model: type[BaseModel] = create_model(
         name, __config__=ConfigDict(extra="forbid", strict=True), **fields
     )
     return model

@@ -166,7 +166,7 @@ class ExplanationRecordV1(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    schema_version: Literal["miaopi.explanation-record/1"] = RECORD_SCHEMA
+    schema_version: Literal["miaopi.explanation-record/1"] = "miaopi.explanation-record/1"
     seq: int
     decision_id: str
     application_id: str

@@ -20,7 +20,10 @@ class ReplayResult:
 def replay(record: ExplanationRecordV1, ruleset: Ruleset) -> ReplayResult:
     """Re-decide from the record alone; list every difference from what was recorded."""
     if ruleset.content_hash != record.ruleset_hash:
-        return ReplayResult(False, [f"ruleset hash {ruleset.content_hash} is not the recorded {record.ruleset_hash}"])
+        return ReplayResult(
+            False,
+            [f"ruleset hash {ruleset.content_hash} is not the recorded {record.ruleset_hash}"],
+        )
     evidence: dict[str, dict[str, object] | None] = {}
     for item in record.evidence:
         if item.status != "found":

@@ -108,7 +108,9 @@ class DecisionStore:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = create_engine(url, connect_args={"check_same_thread": False, "isolation_level": None})
+            self.engine = create_engine(
+                url, connect_args={"check_same_thread": False, "isolation_level": None}
+            )
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
             @event.listens_for(self.engine, "begin")
@@ -146,7 +148,9 @@ class DecisionStore:
             row = s.exec(select(RecordRow).where(RecordRow.decision_id == decision_id)).first()
             if row is None:
                 return None
-            return ExplanationRecordV1.model_validate({**json.loads(row.record_json), "record_hash": row.record_hash})
+            return ExplanationRecordV1.model_validate(
+                {**json.loads(row.record_json), "record_hash": row.record_hash}
+            )
 
     def count(self) -> int:
         with Session(self.engine) as s:
@@ -172,7 +176,9 @@ class DecisionStore:
             if not self.is_sqlite:
                 head_q = head_q.with_for_update()
             head = s.exec(head_q).one()
-            existing = s.exec(select(DecisionRow).where(DecisionRow.idempotency_key == idempotency_key)).first()
+            existing = s.exec(
+                select(DecisionRow).where(DecisionRow.idempotency_key == idempotency_key)
+            ).first()
             if existing is not None:
                 s.rollback()
                 if existing.request_sha256 != request_sha256:
@@ -214,13 +220,20 @@ class DecisionStore:
         last = 0
         while True:
             with Session(self.engine) as s:
-                rows = s.exec(select(RecordRow).where(RecordRow.seq > last).order_by(RecordRow.seq).limit(batch)).all()
+                rows = s.exec(
+                    select(RecordRow)
+                    .where(RecordRow.seq > last)
+                    .order_by(sa.asc(sa.column("seq")))
+                    .limit(batch)
+                ).all()
             if not rows:
                 return
             yield from rows
             last = rows[-1].seq
 
-    def verify(self, *, progress: Callable[[int], None] | None = None) -> tuple[int, list[VerifyProblem]]:
+    def verify(
+        self, *, progress: Callable[[int], None] | None = None
+    ) -> tuple[int, list[VerifyProblem]]:
         """Re-hash every record and walk the chain; return the count checked and every problem."""
         problems: list[VerifyProblem] = []
         prev = GENESIS
@@ -232,25 +245,43 @@ class DecisionStore:
                 progress(n)
             where = (row.seq, row.decision_id)
             if row.seq != expected_seq:
-                problems.append(VerifyProblem(*where, f"records {expected_seq}…{row.seq - 1} are missing"))
+                problems.append(
+                    VerifyProblem(*where, f"records {expected_seq}…{row.seq - 1} are missing")
+                )
             expected_seq = row.seq + 1
             digest = "sha256:" + hashlib.sha256(row.record_json.encode("utf-8")).hexdigest()
             if digest != row.record_hash:
-                problems.append(VerifyProblem(*where, "record content does not match its hash (altered)"))
+                problems.append(
+                    VerifyProblem(*where, "record content does not match its hash (altered)")
+                )
             try:
                 body = json.loads(row.record_json)
             except ValueError:
                 problems.append(VerifyProblem(*where, "record is not valid JSON (altered)"))
                 body = {}
             if row.prev_hash != prev:
-                problems.append(VerifyProblem(*where, "prev_hash does not link to the previous record"))
-            if body and (body.get("prev_hash") != row.prev_hash or body.get("seq") != row.seq or body.get("decision_id") != row.decision_id):
-                problems.append(VerifyProblem(*where, "record columns disagree with the hashed content"))
+                problems.append(
+                    VerifyProblem(*where, "prev_hash does not link to the previous record")
+                )
+            if body and (
+                body.get("prev_hash") != row.prev_hash
+                or body.get("seq") != row.seq
+                or body.get("decision_id") != row.decision_id
+            ):
+                problems.append(
+                    VerifyProblem(*where, "record columns disagree with the hashed content")
+                )
             prev = row.record_hash
         with Session(self.engine) as s:
             head = s.get(ChainHead, 1)
             if head is not None and (head.seq != expected_seq - 1 or head.record_hash != prev):
-                problems.append(VerifyProblem(head.seq, None, f"chain head says {head.seq} records ending in {head.record_hash[:19]}…, found {expected_seq - 1} ending in {prev[:19]}… (records removed or altered)"))
+                problems.append(
+                    VerifyProblem(
+                        head.seq,
+                        None,
+                        f"chain head says {head.seq} records ending in {head.record_hash[:19]}…, found {expected_seq - 1} ending in {prev[:19]}… (records removed or altered)",
+                    )
+                )
             rows = s.exec(select(DecisionRow.id, DecisionRow.outcome)).all()
         outcomes = {d: o for d, o in rows}
         for row in self.iter_records():
@@ -259,5 +290,9 @@ class DecisionStore:
             except ValueError:
                 continue
             if outcomes.get(row.decision_id) != body_outcome:
-                problems.append(VerifyProblem(row.seq, row.decision_id, "decision row outcome differs from its record"))
+                problems.append(
+                    VerifyProblem(
+                        row.seq, row.decision_id, "decision row outcome differs from its record"
+                    )
+                )
         return n, problems

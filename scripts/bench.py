@@ -1,0 +1,95 @@
+"""Benchmark: in-process decisions/s and resident memory over many decisions.
+
+Two figures:
+  engine   — evaluate() on durable_rules for pre-gathered applications (the Rete path that
+             must not leak: one session per decision, deleted afterwards), over --decisions;
+  service  — the whole in-process path without HTTP or storage (validation, evidence from
+             the file registries, evaluation, record building and hashing), over --service.
+RSS is sampled every 10% so growth is visible. Report the figures with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import psutil
+
+from adapters.files import load_file_registries
+from api.service import DecisionRequest, DecisionService
+from engine import RulesetCatalog, evaluate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--decisions", type=int, default=1_000_000)
+    parser.add_argument("--service", type=int, default=20_000)
+    parser.add_argument("--data-dir", type=Path, default=Path("var/demo"))
+    parser.add_argument("--rulesets", type=Path, default=Path("rulesets"))
+    args = parser.parse_args()
+
+    proc = psutil.Process(os.getpid())
+    catalog = RulesetCatalog.load(args.rulesets)
+    service = DecisionService(
+        catalog=catalog,
+        adapters=load_file_registries(args.data_dir),
+        store=None,
+        pseudonym_key="bench",
+    )
+    bodies = [
+        json.loads(line)
+        for line in (args.data_dir / "applications.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    requests = [DecisionRequest.model_validate(b) for b in bodies[:2000]]
+
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.1f} GiB, Python {platform.python_version()}"
+    )
+
+    # Gather evidence once per distinct application; the engine loop then re-decides them.
+    prepared = []
+    for req in requests:
+        p = service.prepare(req)
+        decided = service.decide_prepared(p)
+        prepared.append((p.ruleset, decided.env))
+
+    n = args.decisions
+    step = max(1, n // 10)
+    rss0 = proc.memory_info().rss
+    outcomes: dict[str, int] = {}
+    t0 = time.perf_counter()
+    for i in range(n):
+        ruleset, env = prepared[i % len(prepared)]
+        result = evaluate(ruleset, env)
+        outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
+        if (i + 1) % step == 0:
+            elapsed = time.perf_counter() - t0
+            print(
+                f"engine  {i + 1:>9,} decisions  {(i + 1) / elapsed:>9,.0f}/s  RSS {proc.memory_info().rss / 2**20:7.1f} MiB",
+                flush=True,
+            )
+    elapsed = time.perf_counter() - t0
+    rss1 = proc.memory_info().rss
+    print(
+        f"engine: {n:,} decisions in {elapsed:.1f}s = {n / elapsed:,.0f}/s; RSS {rss0 / 2**20:.1f} → {rss1 / 2**20:.1f} MiB; {outcomes}"
+    )
+
+    m = args.service
+    t0 = time.perf_counter()
+    for i in range(m):
+        service.decide_unstored(requests[i % len(requests)])
+    elapsed = time.perf_counter() - t0
+    print(
+        f"service: {m:,} decisions (validation + evidence + engine + record) in {elapsed:.1f}s = {m / elapsed:,.0f}/s; "
+        f"RSS {proc.memory_info().rss / 2**20:.1f} MiB"
+    )
+    service.close()
+
+
+if __name__ == "__main__":
+    main()
