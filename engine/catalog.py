@@ -48,7 +48,7 @@ class RulesetCatalog:
         errors: list[RulesetError] = []
         for path in sorted(Path(root).glob("*/*.yaml")):
             try:
-                rulesets.append(load_ruleset(path))
+                rulesets.append(load_ruleset(path, in_service_folder=True))
             except RulesetInvalid as exc:
                 errors.extend(exc.errors)
         if errors:

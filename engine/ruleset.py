@@ -131,10 +131,12 @@ def content_hash(doc: RulesetDoc) -> str:
     return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def load_ruleset(path: Path | str) -> Ruleset:
+def load_ruleset(path: Path | str, *, in_service_folder: bool = False) -> Ruleset:
     """Read, validate, type-check and compile the ruleset at ``path``.
 
-    Raises ``RulesetInvalid`` listing every problem with file, line and column.
+    The file must be named ``<version>.yaml``; with ``in_service_folder`` (as in a rulesets
+    tree) its folder must also be named after the service. Raises ``RulesetInvalid`` listing
+    every problem with file, line and column.
     """
     p = Path(path)
     try:
@@ -145,7 +147,7 @@ def load_ruleset(path: Path | str) -> Ruleset:
         ) from None
     ruleset = parse_ruleset(text, file=str(p))
     errors: list[RulesetError] = []
-    if p.parent.name and p.parent.name != ruleset.service and p.parent.name != "rulesets":
+    if in_service_folder and p.parent.name != ruleset.service:
         errors.append(
             RulesetError(
                 f"folder {p.parent.name!r} must be named after the service {ruleset.service!r}",
