@@ -23,20 +23,37 @@ class Span:
     style: str | None
     raw: str
 
-    def position_of(self, offset: int) -> tuple[int, int]:
-        """File line and column (1-based) of character ``offset`` of the scalar's value."""
+    def position_of(self, offset: int, value: str) -> tuple[int, int]:
+        """File line and column (1-based) of character ``offset`` of the scalar's ``value``.
+
+        YAML folds line breaks, drops indentation and resolves escapes, so the value is aligned
+        with the source greedily: every value character is matched to the next identical
+        source character, skipping what YAML removed.
+        """
+        raw = self.raw
+        j = 0
         if self.style in (">", "|"):
-            lines = self.raw.split("\n")[1:]
-            indent = min((len(s) - len(s.lstrip(" ")) for s in lines if s.strip()), default=0)
-            remaining = offset
-            for i, text in enumerate(lines):
-                content = text[indent:]
-                if remaining <= len(content):
-                    return self.line + 1 + i, indent + remaining + 1
-                remaining -= len(content) + 1
-            return self.line, self.column
-        quote = 1 if self.style in ("'", '"') else 0
-        return self.line, self.column + quote + offset
+            j = raw.find("\n") + 1 if "\n" in raw else len(raw)
+        elif self.style in ("'", '"'):
+            j = 1
+        target = j
+        for i, ch in enumerate(value):
+            while j < len(raw) and raw[j] != ch:
+                j += 1
+            if j >= len(raw):
+                break
+            if i == offset:
+                target = j
+                break
+            j += 1
+        else:
+            target = j
+        if offset >= len(value):
+            target = min(j, len(raw))
+        newlines = raw.count("\n", 0, target)
+        if newlines == 0:
+            return self.line, self.column + target
+        return self.line + newlines, target - raw.rfind("\n", 0, target)
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,8 @@ class Located:
     data: Any
     spans: dict[Path, Span]
     file: str
+    key_spans: dict[Path, tuple[int, int]]
+    """Where each mapping key itself starts (for errors about the key, not its value)."""
 
     def where(self, path: Path) -> tuple[int | None, int | None]:
         """Line and column of the deepest existing node on ``path``."""
@@ -55,17 +74,27 @@ class Located:
         span = self.spans.get(probe)
         return (span.line, span.column) if span else (None, None)
 
-    def error(self, message: str, path: Path, *, offset: int | None = None) -> RulesetError:
-        """A ``RulesetError`` located at ``path`` (and ``offset`` inside its scalar)."""
+    def error(
+        self, message: str, path: Path, *, offset: int | None = None, at_key: bool = False
+    ) -> RulesetError:
+        """A ``RulesetError`` at ``path`` (its key with ``at_key``, or ``offset`` inside it)."""
         span = self.spans.get(tuple(path))
-        if span is not None and offset is not None:
-            line: int | None
-            column: int | None
-            line, column = span.position_of(offset)
+        line: int | None
+        column: int | None
+        if at_key and tuple(path) in self.key_spans:
+            line, column = self.key_spans[tuple(path)]
+        elif span is not None and offset is not None:
+            line, column = span.position_of(offset, _value_at(self.data, path))
         else:
             line, column = self.where(path)
         key = ".".join(str(p) for p in path) or None
         return RulesetError(message, file=self.file, line=line, column=column, key=key)
+
+
+def _value_at(data: Any, path: Path) -> str:
+    for p in path:
+        data = data[p]
+    return str(data)
 
 
 class _Loader(yaml.SafeLoader):  # type: ignore[misc]
@@ -90,6 +119,7 @@ def load_located(text: str, *, file: str) -> Located:
     if node is None:
         raise RulesetError("文件为空 / the file is empty", file=file, line=1, column=1)
     spans: dict[Path, Span] = {}
+    key_spans: dict[Path, tuple[int, int]] = {}
 
     def walk(n: yaml.Node, path: Path) -> Any:
         raw = text[n.start_mark.index : n.end_mark.index]
@@ -109,10 +139,20 @@ def load_located(text: str, *, file: str) -> Located:
                         column=key_node.start_mark.column + 1,
                         key=".".join(str(p) for p in (*path, key)),
                     )
+                key_spans[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 out[key] = walk(value_node, (*path, key))
             return out
         if isinstance(n, yaml.SequenceNode):
             return [walk(item, (*path, i)) for i, item in enumerate(n.value)]
-        return loader.construct_object(n, deep=True)
+        try:
+            return loader.construct_object(n, deep=True)
+        except ValueError as exc:  # e.g. 2026-02-30: YAML reads it as a date that cannot exist
+            raise RulesetError(
+                f"无效的值 / invalid value {raw!r}: {exc}",
+                file=file,
+                line=n.start_mark.line + 1,
+                column=n.start_mark.column + 1,
+                key=".".join(str(p) for p in path) or None,
+            ) from None
 
-    return Located(walk(node, ()), spans, file)
+    return Located(walk(node, ()), spans, file, key_spans)

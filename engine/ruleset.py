@@ -200,7 +200,7 @@ def _pydantic_errors(exc: pydantic.ValidationError, located: Located) -> list[Ru
             msg = f"缺少必填键 / missing required key {path[-1]!r}"
         else:
             msg = f"{msg}; got {err.get('input')!r}"
-        out.append(located.error(msg, path))
+        out.append(located.error(msg, path, at_key=err["type"] == "extra_forbidden"))
     out.sort(key=lambda e: (e.line or 0, e.column or 0))
     return out
 

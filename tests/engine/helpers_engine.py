@@ -18,6 +18,7 @@ __all__ = [
     "CITIES",
     "DEGREES",
     "EMPLOYER_STATUSES",
+    "FIELDS",
     "FIXTURES",
     "OTHER_ID",
     "RULESETS",
@@ -25,6 +26,7 @@ __all__ = [
     "SHENZHEN",
     "SI_STATUSES",
     "STUDY_MODES",
+    "VARIED",
     "Application",
     "approvable",
     "catalog",
@@ -120,7 +122,11 @@ def approvable(*, date: dt.date, birth_date: dt.date, degree: str) -> Applicatio
                 "hukou_city": SHENZHEN,
                 "hukou_since": date - dt.timedelta(days=60),
             },
-            "education": {"holder_id_number": APPLICANT_ID, "degree": degree, "study_mode": "全日制"},
+            "education": {
+                "holder_id_number": APPLICANT_ID,
+                "degree": degree,
+                "study_mode": "全日制",
+            },
             "social_insurance": {
                 "city": SHENZHEN,
                 "status": "正常缴费",
@@ -134,64 +140,55 @@ def approvable(*, date: dt.date, birth_date: dt.date, degree: str) -> Applicatio
     )
 
 
-def _pick(rng: random.Random, values: tuple[str, ...]) -> str:
-    """The passing value (listed first) half the time, otherwise any value."""
-    return values[0] if rng.random() < 0.5 else rng.choice(values)
+VARIED: dict[tuple[str, str], tuple[object, ...]] = {
+    ("population", "hukou_city"): CITIES,
+    ("education", "holder_id_number"): (APPLICANT_ID, OTHER_ID),
+    ("education", "degree"): DEGREES,
+    ("education", "study_mode"): STUDY_MODES,
+    ("social_insurance", "city"): CITIES,
+    ("social_insurance", "status"): SI_STATUSES,
+    ("social_insurance", "months_contributed"): (0, 1, 2, 3),
+    ("employer", "registered_city"): CITIES,
+    ("employer", "status"): EMPLOYER_STATUSES,
+    ("subsidy_history", "received_before"): (False, True),
+    ("property", "owns_housing"): (False, True),
+    ("property", "rents_public_housing"): (False, True),
+}
+"""Registry facts ``random_application`` may vary, with the values it draws from."""
 
 
 def random_application(rng: random.Random, ruleset: Ruleset) -> Application:
-    """A varied application in ``ruleset``'s period: ages and dates near their boundaries,
-    with some records or fields missing."""
+    """A varied application in ``ruleset``'s period: an approvable one with a few facts varied,
+    ages and the residence date near their boundaries, and some records or fields missing."""
     start = ruleset.doc.effective_from
     end = ruleset.doc.effective_to or dt.date(2030, 12, 31)
     day = start + dt.timedelta(days=rng.randrange((end - start).days + 1))
-    age = rng.randint(20, 45)
     if rng.random() < 0.2:
         leap = [y for y in range(day.year - 45, day.year - 19) if y % 4 == 0]
         birth = dt.date(rng.choice(leap), 2, 29)
         day = anniversary(birth, day.year - birth.year) + dt.timedelta(days=rng.randint(-2, 2))
     else:
-        birth = years_before(day, age) + dt.timedelta(days=rng.randint(-2, 2))
-    hukou_since = years_before(day, 1) + dt.timedelta(days=rng.randint(-3, 3))
-    degree = _pick(rng, DEGREES)
-    full: dict[str, dict[str, object]] = {
-        "population": {
-            "birth_date": birth,
-            "hukou_city": _pick(rng, CITIES),
-            "hukou_since": hukou_since,
-        },
-        "education": {
-            "holder_id_number": _pick(rng, (APPLICANT_ID, OTHER_ID)),
-            "degree": _pick(rng, DEGREES),
-            "study_mode": _pick(rng, STUDY_MODES),
-        },
-        "social_insurance": {
-            "city": _pick(rng, CITIES),
-            "status": _pick(rng, SI_STATUSES),
-            "months_contributed": rng.randint(0, 3),
-            "employer_credit_code": CREDIT_CODE,
-        },
-        "employer": {"registered_city": _pick(rng, CITIES), "status": _pick(rng, EMPLOYER_STATUSES)},
-        "subsidy_history": {"received_before": rng.random() < 0.3},
-        "property": {
-            "owns_housing": rng.random() < 0.3,
-            "rents_public_housing": rng.random() < 0.3,
-        },
-    }
-    evidence: dict[str, dict[str, object] | None] = {}
-    for group, record in full.items():
-        roll = rng.random()
-        if roll < 0.1:
-            evidence[group] = None
-        elif roll < 0.25:
-            evidence[group] = {k: v for k, v in record.items() if rng.random() < 0.6}
-        else:
-            evidence[group] = record
-    return Application(
-        date=day,
-        form={"degree": degree, "certificate_number": CERTIFICATE},
-        evidence=evidence,
+        birth = years_before(day, rng.randint(20, 45)) + dt.timedelta(days=rng.randint(-2, 2))
+    app = approvable(date=day, birth_date=birth, degree=rng.choice(DEGREES[:3]))
+    evidence = {g: dict(r) for g, r in app.evidence.items() if r is not None}
+    evidence["population"]["hukou_since"] = years_before(day, 1) + dt.timedelta(
+        days=rng.randint(-3, 3)
     )
+    for group, name in rng.sample(sorted(VARIED), k=rng.choice((0, 0, 1, 1, 2, 3))):
+        evidence[group][name] = rng.choice(VARIED[(group, name)])
+    form = dict(app.form)
+    if rng.random() < 0.1:
+        form["degree"] = rng.choice(DEGREES)
+    partial: dict[str, dict[str, object] | None] = {}
+    for group, record in evidence.items():
+        roll = rng.random()
+        if roll < 0.07:
+            partial[group] = None
+        elif roll < 0.12:
+            partial[group] = {k: v for k, v in record.items() if rng.random() < 0.5}
+        else:
+            partial[group] = record
+    return Application(date=day, form=form, evidence=partial)
 
 
 def comparable(evaluation: Evaluation) -> dict[str, object]:

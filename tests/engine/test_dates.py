@@ -32,7 +32,10 @@ def test_the_day_before_the_nth_birthday_one_is_still_n_minus_one() -> None:
 
 def test_a_birthday_on_new_years_eve_rolls_over_the_year() -> None:
     """Born 31 December: 30 on 1 January after the 30th birthday, 29 on the birthday."""
-    assert (29, 30) == (age_on(D(1994, 12, 31), D(2024, 12, 31)), age_on(D(1994, 12, 31), D(2025, 1, 1)))
+    assert (29, 30) == (
+        age_on(D(1994, 12, 31), D(2024, 12, 31)),
+        age_on(D(1994, 12, 31), D(2025, 1, 1)),
+    )
 
 
 def test_a_29_february_birthday_falls_on_28_february_in_a_common_year() -> None:
