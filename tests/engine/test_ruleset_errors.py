@@ -32,11 +32,6 @@ def first_error(path_name: str, folder: str = "invalid") -> RulesetError:
     return info.value.errors[0]
 
 
-ENGINE_BUG_IMPOSSIBLE_DATE = (
-    "engine bug: an unquoted impossible date (2026-02-30) escapes engine/_yaml.py's walk() as "
-    "a bare ValueError from PyYAML's timestamp constructor instead of a RulesetInvalid"
-)
-
 CASES = [
     pytest.param(
         "duplicate_key.yaml",
@@ -175,12 +170,6 @@ def test_the_minimal_valid_ruleset_loads() -> None:
         [c.id for c in ruleset.doc.criteria],
     )
 
-
-ENGINE_BUG_FOLDED_BLANK = (
-    "engine bug: Span.position_of counts a blank line inside a folded scalar as a separate "
-    "character although folding turns it into the one line break, so columns after it are "
-    "one too small"
-)
 
 STYLE_CASES = [
     pytest.param("folded.yaml", 29, 11, id="folded >- block scalar"),
