@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Literal
@@ -70,8 +71,13 @@ class Reason(BaseModel):
 JsonScalar = str | int | float | bool | None
 
 
-class ComparedValue(BaseModel):
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, slots=True)
+class ComparedValue:
+    """One value a criterion compared: the term as written and what it evaluated to.
+
+    A plain dataclass (pydantic validates and serialises it inside the record): there are
+    dozens per decision, and a model instance costs ten times as much to build.
+    """
 
     expression: str
     value: JsonScalar
@@ -216,7 +222,7 @@ def evaluate(
         for term, text in zip(crit.terms, crit.term_texts, strict=True):
             v = value(term, env, tables)
             values.append(
-                ComparedValue.model_construct(
+                ComparedValue(
                     expression=text, value=_json_value(v), missing=v is MISSING
                 )
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 import lark
 
@@ -86,7 +86,7 @@ class Name:
     parts: tuple[str, ...]
     offset: int
 
-    @property
+    @cached_property
     def dotted(self) -> str:
         return ".".join(self.parts)
 
