@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -40,6 +41,7 @@ from explanations import (
     ExplanationRecordV1,
     MaskedApplicant,
     StoredDecision,
+    decision_response,
     is_personal_field,
     pseudonymize,
     remedy_notice,
@@ -57,6 +59,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 log = structlog.get_logger("miaopi.decision")
 
 
+@functools.cache
 def _version() -> str:
     try:
         return importlib.metadata.version("miaopi")
@@ -477,25 +480,7 @@ class DecisionService:
 
     @staticmethod
     def response(record: ExplanationRecordV1) -> dict[str, Any]:
-        return {
-            "decision_id": record.decision_id,
-            "application_id": record.application_id,
-            "service": record.service,
-            "outcome": record.outcome.value,
-            "outputs": record.outputs,
-            "failed_criteria": [c.id for c in record.criteria if c.status == "FAIL"],
-            "unknown_criteria": [c.id for c in record.criteria if c.status == "UNKNOWN"],
-            "reasons": [r.model_dump(mode="json", exclude_none=True) for r in record.reasons],
-            "ruleset": {
-                "service": record.service,
-                "version": record.ruleset_version,
-                "content_hash": record.ruleset_hash,
-            },
-            "application_date": record.application_date.isoformat(),
-            "decided_at": record.decided_at.isoformat(),
-            "record_hash": record.record_hash,
-            "explanation_url": f"/v1/decisions/{record.decision_id}/explanation",
-        }
+        return decision_response(record)
 
     # --- whole decisions -----------------------------------------------------------------
 

@@ -11,6 +11,7 @@ safety at about three times the cost per decision: the hand-off between threads 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import threading
@@ -26,6 +27,7 @@ MAX_LIVE_SESSIONS = 8
 """Far below durable_rules' 1,024: we only ever have one session alive at a time."""
 
 
+@functools.cache
 def durable_version() -> str:
     try:
         return metadata.version("durable-rules")

@@ -139,7 +139,10 @@ def load_located(text: str, *, file: str) -> Located:
                         column=key_node.start_mark.column + 1,
                         key=".".join(str(p) for p in (*path, key)),
                     )
-                key_spans[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                key_spans[(*path, key)] = (
+                    key_node.start_mark.line + 1,
+                    key_node.start_mark.column + 1,
+                )
                 out[key] = walk(value_node, (*path, key))
             return out
         if isinstance(n, yaml.SequenceNode):

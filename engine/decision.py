@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
@@ -222,9 +222,7 @@ def evaluate(
         for term, text in zip(crit.terms, crit.term_texts, strict=True):
             v = value(term, env, tables)
             values.append(
-                ComparedValue(
-                    expression=text, value=_json_value(v), missing=v is MISSING
-                )
+                ComparedValue(expression=text, value=_json_value(v), missing=v is MISSING)
             )
         missing = [name for name in crit.names if env.get(name, MISSING) is MISSING]
         reason_zh = reason_en = None

@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -22,6 +22,7 @@ __all__ = [
     "MaskedApplicant",
     "RemedyNotice",
     "canonical_json",
+    "decision_response",
     "is_personal_field",
     "pseudonymize",
     "remedy_notice",
@@ -201,3 +202,30 @@ class ExplanationRecordV1(BaseModel):
 
     def sealed(self) -> ExplanationRecordV1:
         return self.model_copy(update={"record_hash": self.compute_hash()})
+
+
+def decision_response(record: ExplanationRecordV1) -> dict[str, Any]:
+    """What the platform is told about a decision: derived from the record alone.
+
+    Because it is a pure function of the sealed record, ``audit verify`` can recompute it
+    and detect any change to a stored response.
+    """
+    return {
+        "decision_id": record.decision_id,
+        "application_id": record.application_id,
+        "service": record.service,
+        "outcome": record.outcome.value,
+        "outputs": record.outputs,
+        "failed_criteria": [c.id for c in record.criteria if c.status == "FAIL"],
+        "unknown_criteria": [c.id for c in record.criteria if c.status == "UNKNOWN"],
+        "reasons": [r.model_dump(mode="json", exclude_none=True) for r in record.reasons],
+        "ruleset": {
+            "service": record.service,
+            "version": record.ruleset_version,
+            "content_hash": record.ruleset_hash,
+        },
+        "application_date": record.application_date.isoformat(),
+        "decided_at": record.decided_at.isoformat(),
+        "record_hash": record.record_hash,
+        "explanation_url": f"/v1/decisions/{record.decision_id}/explanation",
+    }

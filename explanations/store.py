@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
-from explanations.record import ExplanationRecordV1
+from explanations.record import ExplanationRecordV1, decision_response
 
 __all__ = [
     "ChainHead",
@@ -282,14 +282,32 @@ class DecisionStore:
                         f"chain head says {head.seq} records ending in {head.record_hash[:19]}…, found {expected_seq - 1} ending in {prev[:19]}… (records removed or altered)",
                     )
                 )
-            rows = s.exec(select(DecisionRow.id, DecisionRow.outcome)).all()
-        outcomes = {d: o for d, o in rows}
+            rows = s.exec(
+                select(DecisionRow.id, DecisionRow.outcome, DecisionRow.response_json)
+            ).all()
+        decisions = {d: (o, r) for d, o, r in rows}
         for row in self.iter_records():
             try:
-                body_outcome = json.loads(row.record_json).get("outcome")
+                body = json.loads(row.record_json)
+                record = ExplanationRecordV1.model_validate(
+                    {**body, "record_hash": row.record_hash}
+                )
             except ValueError:
-                continue
-            if outcomes.get(row.decision_id) != body_outcome:
+                continue  # already reported above
+            outcome, response_json = decisions.get(row.decision_id, (None, "null"))
+            try:
+                stored_response = json.loads(response_json)
+            except ValueError:
+                stored_response = None
+            if stored_response != decision_response(record):
+                problems.append(
+                    VerifyProblem(
+                        row.seq,
+                        row.decision_id,
+                        "stored response differs from the one its record implies (altered)",
+                    )
+                )
+            if outcome != body.get("outcome"):
                 problems.append(
                     VerifyProblem(
                         row.seq, row.decision_id, "decision row outcome differs from its record"

@@ -27,7 +27,10 @@ def test_validate_accepts_the_shipped_rulesets() -> None:
 def test_validate_names_file_line_and_column_of_an_error(tmp_path: Path) -> None:
     """A broken condition is reported as file:line:column and the command exits 1."""
     source = (ROOT / "rulesets/talent-housing-subsidy/2016.yaml").read_text(encoding="utf-8")
-    broken = source.replace("condition: not subsidy_history.received_before", "condition: not subsidy_histroy.received_before")
+    broken = source.replace(
+        "condition: not subsidy_history.received_before",
+        "condition: not subsidy_histroy.received_before",
+    )
     folder = tmp_path / "talent-housing-subsidy"
     folder.mkdir()
     path = folder / "2016.yaml"
@@ -51,7 +54,10 @@ def test_ruleset_test_fails_when_an_expectation_is_wrong(tmp_path: Path) -> None
     """An example whose expected amount is wrong makes `ruleset test` fail and say why."""
     source = (ROOT / "rulesets/talent-housing-subsidy/2016.yaml").read_text(encoding="utf-8")
     path = tmp_path / "2016.yaml"
-    path.write_text(source.replace("outputs: {amount_yuan: 25000}", "outputs: {amount_yuan: 26000}"), encoding="utf-8")
+    path.write_text(
+        source.replace("outputs: {amount_yuan: 25000}", "outputs: {amount_yuan: 26000}"),
+        encoding="utf-8",
+    )
     result = run("ruleset", "test", str(path))
     assert 1 == result.returncode
     assert "output amount_yuan: expected 26000, got 25000" in result.stdout
