@@ -87,6 +87,9 @@ class Adapter(Protocol):
     @property
     def fields(self) -> Mapping[str, str]: ...
 
+    # Optional: ``in_memory = True`` on an adapter that never blocks (a local index) lets the
+    # gatherer call it inline instead of through the time-boxed thread pool.
+
     def supports(self, mode: LookupMode) -> bool: ...
 
     def lookup(

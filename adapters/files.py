@@ -171,6 +171,8 @@ class _FileRegistry:
     column_types: ClassVar[Mapping[str, str]]
     """Typed (non-string) columns converted at load time."""
     required_params: ClassVar[tuple[str, ...]] = ()
+    in_memory: ClassVar[bool] = True
+    """Answers from memory without blocking: the gatherer calls it inline, no time box needed."""
 
     def __init__(self, rows: Sequence[Mapping[str, str]], *, origin: str = "<memory>") -> None:
         self.origin = origin

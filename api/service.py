@@ -9,7 +9,7 @@ import importlib.metadata
 import json
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
@@ -294,6 +294,22 @@ class DecisionService:
                     )
                     continue
                 adapter = self.adapters[spec.adapter]
+                if getattr(adapter, "in_memory", False):
+                    done: Future[Lookup] = Future()
+                    try:
+                        done.set_result(
+                            adapter.lookup(
+                                str(key),
+                                fields=list(spec.fields),
+                                mode=spec.mode,
+                                params=spec.params,
+                                now=now,
+                            )
+                        )
+                    except Exception as exc:
+                        done.set_exception(exc)
+                    futures[spec.id] = (spec, str(key), done)
+                    continue
                 futures[spec.id] = (
                     spec,
                     str(key),
@@ -500,11 +516,8 @@ class DecisionService:
         decided = self.decide_prepared(prepared)
         decision_id = self.new_id()
 
-        def build(seq: int, prev_hash: str) -> tuple[ExplanationRecordV1, dict[str, Any]]:
-            record = self.build_record(
-                decided, decision_id=decision_id, seq=seq, prev_hash=prev_hash
-            ).sealed()
-            return record, self.response(record)
+        def build(seq: int, prev_hash: str) -> ExplanationRecordV1:
+            return self.build_record(decided, decision_id=decision_id, seq=seq, prev_hash=prev_hash)
 
         stored = self.store.append(
             idempotency_key=idempotency_key, request_sha256=body_sha256, build=build

@@ -114,8 +114,9 @@ class DecisionStore:
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
             @event.listens_for(self.engine, "begin")
-            def _begin_immediate(conn: Any) -> None:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            def _begin(conn: Any) -> None:
+                # Writers take the lock up front so two appends never deadlock upgrading.
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
 
         else:
             self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -136,8 +137,11 @@ class DecisionStore:
     # --- reading -------------------------------------------------------------------------
 
     def find_by_key(self, key: str) -> DecisionRow | None:
-        with Session(self.engine) as s:
-            return s.exec(select(DecisionRow).where(DecisionRow.idempotency_key == key)).first()
+        """The decision stored under an idempotency key (a plain indexed read, no ORM session)."""
+        table = DecisionRow.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(table).where(table.c.idempotency_key == key)).first()
+        return None if row is None else DecisionRow.model_validate(row._asdict())
 
     def get_decision(self, decision_id: str) -> DecisionRow | None:
         with Session(self.engine) as s:
@@ -163,56 +167,76 @@ class DecisionStore:
         *,
         idempotency_key: str,
         request_sha256: str,
-        build: Callable[[int, str], tuple[ExplanationRecordV1, dict[str, Any]]],
+        build: Callable[[int, str], ExplanationRecordV1],
     ) -> StoredDecision:
         """Store one decision and its record atomically, extending the hash chain.
 
-        ``build(seq, prev_hash)`` makes the record and the response once the chain is locked.
-        If the key is already stored (a concurrent retry), the stored response is returned;
-        with a different request body, ``IdempotencyConflict`` is raised.
+        ``build(seq, prev_hash)`` makes the (unsealed) record once the chain is locked; it is
+        hashed here, once, over exactly the text that is stored. If the key is already stored
+        (a concurrent retry), the stored response is returned; with a different request body,
+        ``IdempotencyConflict`` is raised.
         """
-        with Session(self.engine) as s:
-            head_q = select(ChainHead).where(ChainHead.id == 1)
-            if not self.is_sqlite:
-                head_q = head_q.with_for_update()
-            head = s.exec(head_q).one()
-            existing = s.exec(
-                select(DecisionRow).where(DecisionRow.idempotency_key == idempotency_key)
-            ).first()
-            if existing is not None:
-                s.rollback()
-                if existing.request_sha256 != request_sha256:
-                    raise IdempotencyConflict(idempotency_key)
-                return StoredDecision(existing.id, json.loads(existing.response_json), True)
-            record, response = build(head.seq + 1, head.record_hash)
-            record = record.sealed()
-            s.add(
-                DecisionRow(
-                    id=record.decision_id,
-                    idempotency_key=idempotency_key,
-                    request_sha256=request_sha256,
-                    application_id=record.application_id,
-                    service=record.service,
-                    ruleset_version=record.ruleset_version,
-                    outcome=record.outcome.value,
-                    created_at=record.decided_at,
-                    response_json=json.dumps(response, ensure_ascii=False),
-                )
-            )
-            s.add(
-                RecordRow(
-                    seq=record.seq,
-                    decision_id=record.decision_id,
-                    record_json=record.body_json(),
-                    prev_hash=record.prev_hash,
-                    record_hash=record.record_hash,
-                )
-            )
-            head.seq = record.seq
-            head.record_hash = record.record_hash
-            s.add(head)
-            s.commit()
-            return StoredDecision(record.decision_id, response, False)
+        decisions, records, heads = (
+            DecisionRow.__table__,  # type: ignore[attr-defined]
+            RecordRow.__table__,  # type: ignore[attr-defined]
+            ChainHead.__table__,  # type: ignore[attr-defined]
+        )
+        with self.engine.connect() as conn:
+            conn.info["write"] = True
+            try:
+                with conn.begin():
+                    head_q = sa.select(heads.c.seq, heads.c.record_hash).where(heads.c.id == 1)
+                    if not self.is_sqlite:
+                        head_q = head_q.with_for_update()
+                    head_seq, head_hash = conn.execute(head_q).one()
+                    existing = conn.execute(
+                        sa.select(
+                            decisions.c.id, decisions.c.request_sha256, decisions.c.response_json
+                        ).where(decisions.c.idempotency_key == idempotency_key)
+                    ).first()
+                    if existing is not None:
+                        if existing.request_sha256 != request_sha256:
+                            raise IdempotencyConflict(idempotency_key)
+                        return StoredDecision(existing.id, json.loads(existing.response_json), True)
+                    record = build(head_seq + 1, head_hash)
+                    body = record.body_json()
+                    record = record.model_copy(
+                        update={
+                            "record_hash": "sha256:"
+                            + hashlib.sha256(body.encode("utf-8")).hexdigest()
+                        }
+                    )
+                    response = decision_response(record)
+                    conn.execute(
+                        decisions.insert().values(
+                            id=record.decision_id,
+                            idempotency_key=idempotency_key,
+                            request_sha256=request_sha256,
+                            application_id=record.application_id,
+                            service=record.service,
+                            ruleset_version=record.ruleset_version,
+                            outcome=record.outcome.value,
+                            created_at=record.decided_at,
+                            response_json=json.dumps(response, ensure_ascii=False),
+                        )
+                    )
+                    conn.execute(
+                        records.insert().values(
+                            seq=record.seq,
+                            decision_id=record.decision_id,
+                            record_json=body,
+                            prev_hash=record.prev_hash,
+                            record_hash=record.record_hash,
+                        )
+                    )
+                    conn.execute(
+                        heads.update()
+                        .where(heads.c.id == 1)
+                        .values(seq=record.seq, record_hash=record.record_hash)
+                    )
+                return StoredDecision(record.decision_id, response, False)
+            finally:
+                conn.info.pop("write", None)
 
     # --- verification --------------------------------------------------------------------
 
