@@ -11,13 +11,14 @@ import structlog
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel
 
 from adapters.files import load_file_registries
 from api.logging import configure_logging
 from api.service import DecisionRequest, DecisionService, RequestRejected, request_sha256
 from api.settings import DEV_PSEUDONYM_KEY, Settings
 from engine import RulesetCatalog
-from explanations import DecisionStore, IdempotencyConflict, render_text
+from explanations import DecisionResponse, DecisionStore, IdempotencyConflict, render_text
 
 __all__ = ["create_app"]
 
@@ -26,6 +27,19 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message_zh: str
+    message_en: str
+    fields: list[dict[str, Any]] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx answer: a stable code, a Chinese and an English message, field locations."""
+
+    error: ErrorDetail
 
 
 def _error(
@@ -188,7 +202,16 @@ def create_app(
         "/v1/decisions",
         tags=["decisions"],
         status_code=201,
-        responses={200: {"description": "the stored decision for a repeated Idempotency-Key"}},
+        response_model=DecisionResponse,
+        responses={
+            400: {"model": ErrorBody, "description": "no Idempotency-Key, or malformed JSON"},
+            404: {"model": ErrorBody, "description": "unknown service"},
+            413: {"model": ErrorBody, "description": "body too large"},
+            422: {
+                "model": ErrorBody,
+                "description": "invalid fields, no version in force, key reused",
+            },
+        },
     )
     def post_decision(
         body: DecisionRequest,
@@ -212,7 +235,7 @@ def create_app(
         structlog.contextvars.bind_contextvars(decision_id=stored.decision_id)
         return JSONResponse(
             stored.response,
-            status_code=200 if stored.replayed else 201,
+            status_code=201,  # a retry gets the very same response; the header tells them apart
             headers={"Idempotent-Replayed": "true" if stored.replayed else "false"},
         )
 

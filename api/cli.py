@@ -180,6 +180,14 @@ def audit_verify(database_url: DbUrl = None) -> None:
     typer.echo(f"校验通过 / verified: {count} records, chain intact")
 
 
+@audit_app.command("schema")
+def audit_schema() -> None:
+    """Print the JSON Schema of the explanation record (generated from the pydantic model)."""
+    from explanations import ExplanationRecordV1
+
+    typer.echo(json.dumps(ExplanationRecordV1.model_json_schema(), ensure_ascii=False, indent=2))
+
+
 @demo_app.command("generate")
 def demo_generate(
     out: Path = typer.Option(Path("var/demo"), "--out", help="folder to write"),

@@ -2,6 +2,7 @@
 
 from explanations.record import (
     RECORD_SCHEMA,
+    DecisionResponse,
     EngineInfo,
     EvidenceItem,
     ExplanationRecordV1,
@@ -19,6 +20,7 @@ from explanations.store import DecisionStore, IdempotencyConflict, StoredDecisio
 
 __all__ = [
     "RECORD_SCHEMA",
+    "DecisionResponse",
     "DecisionStore",
     "EngineInfo",
     "EvidenceItem",

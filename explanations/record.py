@@ -16,6 +16,7 @@ from engine.privacy import mask_id_number, mask_name
 
 __all__ = [
     "RECORD_SCHEMA",
+    "DecisionResponse",
     "EngineInfo",
     "EvidenceItem",
     "ExplanationRecordV1",
@@ -204,28 +205,52 @@ class ExplanationRecordV1(BaseModel):
         return self.model_copy(update={"record_hash": self.compute_hash()})
 
 
+class RulesetRef(BaseModel):
+    service: str
+    version: str
+    content_hash: str
+
+
+class DecisionResponse(BaseModel):
+    """What ``POST /v1/decisions`` answers (and what a retry with the same key gets again)."""
+
+    decision_id: str
+    application_id: str
+    service: str
+    outcome: Outcome
+    outputs: dict[str, JsonScalar] | None
+    failed_criteria: list[str]
+    unknown_criteria: list[str]
+    reasons: list[dict[str, Any]]
+    ruleset: RulesetRef
+    application_date: dt.date
+    decided_at: dt.datetime
+    record_hash: str
+    explanation_url: str
+
+
 def decision_response(record: ExplanationRecordV1) -> dict[str, Any]:
     """What the platform is told about a decision: derived from the record alone.
 
     Because it is a pure function of the sealed record, ``audit verify`` can recompute it
     and detect any change to a stored response.
     """
-    return {
-        "decision_id": record.decision_id,
-        "application_id": record.application_id,
-        "service": record.service,
-        "outcome": record.outcome.value,
-        "outputs": record.outputs,
-        "failed_criteria": [c.id for c in record.criteria if c.status == "FAIL"],
-        "unknown_criteria": [c.id for c in record.criteria if c.status == "UNKNOWN"],
-        "reasons": [r.model_dump(mode="json", exclude_none=True) for r in record.reasons],
-        "ruleset": {
-            "service": record.service,
-            "version": record.ruleset_version,
-            "content_hash": record.ruleset_hash,
-        },
-        "application_date": record.application_date.isoformat(),
-        "decided_at": record.decided_at.isoformat(),
-        "record_hash": record.record_hash,
-        "explanation_url": f"/v1/decisions/{record.decision_id}/explanation",
-    }
+    return DecisionResponse(
+        decision_id=record.decision_id,
+        application_id=record.application_id,
+        service=record.service,
+        outcome=record.outcome,
+        outputs=record.outputs,
+        failed_criteria=[c.id for c in record.criteria if c.status == "FAIL"],
+        unknown_criteria=[c.id for c in record.criteria if c.status == "UNKNOWN"],
+        reasons=[r.model_dump(mode="json", exclude_none=True) for r in record.reasons],
+        ruleset=RulesetRef(
+            service=record.service,
+            version=record.ruleset_version,
+            content_hash=record.ruleset_hash,
+        ),
+        application_date=record.application_date,
+        decided_at=record.decided_at,
+        record_hash=record.record_hash,
+        explanation_url=f"/v1/decisions/{record.decision_id}/explanation",
+    ).model_dump(mode="json")

@@ -152,13 +152,13 @@ def test_the_ruleset_version_follows_the_application_date_in_shanghai(
 def test_a_retried_request_returns_the_stored_decision_and_stores_nothing_new(
     client: TestClient, store: DecisionStore, demo_samples: dict
 ) -> None:
-    """Same key and body: the same decision id, 200 with Idempotent-Replayed: true, one row stored."""
+    """Same key and body: the same response (201, same body), Idempotent-Replayed: true, one row stored."""
     body, key = _fresh(demo_samples["approved-master-2016.json"].body), _key()
     first = _post(client, body, key=key)
     count = store.count()
     second = _post(client, body, key=key)
     assert (201, "false") == (first.status_code, first.headers["Idempotent-Replayed"])
-    assert (200, "true") == (second.status_code, second.headers["Idempotent-Replayed"])
+    assert (201, "true") == (second.status_code, second.headers["Idempotent-Replayed"])
     assert first.json() == second.json()
     assert count == store.count() == client.get("/healthz").json()["decisions"]
 

@@ -81,3 +81,12 @@ def test_decide_refuses_a_file_that_is_not_an_application(tmp_path: Path) -> Non
     result = run("decide", str(path))
     assert 2 == result.returncode
     assert "cannot read the application" in result.stderr
+
+
+def test_audit_schema_prints_the_record_json_schema() -> None:
+    """`audit schema` prints the generated JSON Schema of ExplanationRecordV1 with its hash fields."""
+    result = run("audit", "schema")
+    assert 0 == result.returncode, result.stderr
+    schema = json.loads(result.stdout)
+    assert "ExplanationRecordV1" == schema["title"]
+    assert {"prev_hash", "record_hash", "ruleset_hash", "criteria", "evidence"} <= set(schema["properties"])
