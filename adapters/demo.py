@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from adapters.files import CSV_COLUMNS
+from engine.dates import age_on
 from engine.privacy import check_digit
 
 __all__ = ["SERVICE", "DemoSummary", "generate_demo_data"]
@@ -129,19 +130,6 @@ class DemoSummary(BaseModel):
     """The bulk applications' expected outcomes (APPROVED, REJECTED, REFERRED)."""
 
 
-def _anniversary(birth: dt.date, year: int) -> dt.date:
-    """The birthday in ``year``; 29 February falls on 28 February in common years."""
-    try:
-        return birth.replace(year=year)
-    except ValueError:
-        return dt.date(year, 2, 28)
-
-
-def _age_on(birth: dt.date, on: dt.date) -> int:
-    """Age in 周岁: N is reached only on the day after the Nth birthday."""
-    return on.year - birth.year - (1 if _anniversary(birth, on.year) >= on else 0)
-
-
 @dataclass(frozen=True)
 class _Person:
     id_number: str
@@ -223,7 +211,7 @@ class _Builder:
         """A birth date making the person ``youngest``..``oldest`` 周岁 old on ``on``."""
         while True:
             birth = on - dt.timedelta(days=self.rng.randint(youngest * 365, (oldest + 1) * 366))
-            if youngest <= _age_on(birth, on) <= oldest:
+            if youngest <= age_on(birth, on) <= oldest:
                 return birth
 
 

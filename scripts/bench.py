@@ -1,8 +1,9 @@
 """Benchmark: in-process decisions/s and resident memory over many decisions.
 
-Two figures:
+Three figures:
   engine   — evaluate() on durable_rules for pre-gathered applications (the Rete path that
              must not leak: one session per decision, deleted afterwards), over --decisions;
+  rete     — durable_rules alone (assert the fact, collect the fired rules, delete the session);
   service  — the whole in-process path without HTTP or storage (validation, evidence from
              the file registries, evaluation, record building and hashing), over --service.
 RSS is sampled every 10% so growth is visible. Report the figures with the machine.
@@ -21,7 +22,7 @@ import psutil
 
 from adapters.files import load_file_registries
 from api.service import DecisionRequest, DecisionService
-from engine import RulesetCatalog, evaluate
+from engine import RulesetCatalog, evaluate, get_engine
 
 
 def main() -> None:
@@ -77,6 +78,21 @@ def main() -> None:
     rss1 = proc.memory_info().rss
     print(
         f"engine: {n:,} decisions in {elapsed:.1f}s = {n / elapsed:,.0f}/s; RSS {rss0 / 2**20:.1f} → {rss1 / 2**20:.1f} MiB; {outcomes}"
+    )
+
+    # The Rete engine alone: assert the prepared fact, collect fired rules, delete the session.
+    engine = get_engine()
+    facts = [
+        (rs.engine_name, rs.compiled.definition, rs.compiled.fact(env, rs.tables))
+        for rs, env in prepared
+    ]
+    k = min(n, 200_000)
+    t0 = time.perf_counter()
+    for i in range(k):
+        engine.fire(*facts[i % len(facts)])
+    elapsed = time.perf_counter() - t0
+    print(
+        f"rete: {k:,} durable_rules assert+fire+delete in {elapsed:.1f}s = {k / elapsed:,.0f}/s; live sessions {engine.live_sessions()}"
     )
 
     m = args.service
