@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
 from adapters.files import load_file_registries
+from api.access import access_token, token_matches
 from api.logging import configure_logging
 from api.service import DecisionRequest, DecisionService, RequestRejected, request_sha256
 from api.settings import DEV_PSEUDONYM_KEY, Settings
@@ -109,6 +111,8 @@ def get_service(request: Request) -> DecisionService:
 # Module level, not inside create_app: with ``from __future__ import annotations`` FastAPI
 # resolves the string annotations of the route functions in this module's globals.
 ServiceDep = Annotated[DecisionService, Depends(get_service)]
+TokenQuery = Annotated[str | None, Query(alias="token", description="the decision's access_token")]
+TokenHeader = Annotated[str | None, Header(alias="X-Access-Token")]
 
 
 def create_app(
@@ -131,6 +135,7 @@ def create_app(
     if settings.pseudonym_key == DEV_PSEUDONYM_KEY:
         log.warning("development_pseudonym_key", hint="set MIAOPI_PSEUDONYM_KEY in production")
     svc = service
+    access_key = ("access:" + settings.pseudonym_key).encode("utf-8")
 
     app = FastAPI(
         title="秒批 Miaopi — instant-approval decision engine",
@@ -234,24 +239,76 @@ def create_app(
         )
         structlog.contextvars.bind_contextvars(decision_id=stored.decision_id)
         return JSONResponse(
-            stored.response,
+            _with_token(stored.response),
             status_code=201,  # a retry gets the very same response; the header tells them apart
             headers={"Idempotent-Replayed": "true" if stored.replayed else "false"},
         )
 
-    @app.get("/v1/decisions/{decision_id}", tags=["decisions"])
-    def get_decision(decision_id: str, svc: ServiceDep) -> JSONResponse:
+    def _with_token(response: dict[str, Any]) -> dict[str, Any]:
+        token = access_token(response["decision_id"], key=access_key)
+        return {
+            **response,
+            "access_token": token,
+            "explanation_url": f"{response['explanation_url']}?token={token}",
+        }
+
+    def _denied(decision_id: str, token: str | None, header: str | None) -> JSONResponse | None:
+        presented = token or header
+        if not presented:
+            return _error(
+                401,
+                "ACCESS_TOKEN_REQUIRED",
+                "查看决定需要访问令牌（决定答复中的 access_token）",
+                "reading a decision needs its access token (?token= or X-Access-Token)",
+            )
+        if not token_matches(decision_id, presented, key=access_key):
+            return _error(
+                403,
+                "ACCESS_TOKEN_INVALID",
+                "访问令牌无效",
+                "the access token does not open this decision",
+            )
+        return None
+
+    denied_responses: dict[int | str, dict[str, Any]] = {
+        401: {"model": ErrorBody, "description": "no access token"},
+        403: {"model": ErrorBody, "description": "wrong access token"},
+        404: {"model": ErrorBody, "description": "no such decision"},
+    }
+
+    @app.get(
+        "/v1/decisions/{decision_id}",
+        tags=["decisions"],
+        response_model=DecisionResponse,
+        responses=denied_responses,
+    )
+    def get_decision(
+        decision_id: str,
+        svc: ServiceDep,
+        token: TokenQuery = None,
+        x_access_token: TokenHeader = None,
+    ) -> JSONResponse:
+        """The decision as first answered. Needs the decision's access token."""
+        if (refused := _denied(decision_id, token, x_access_token)) is not None:
+            return refused
         assert svc.store is not None
         row = svc.store.get_decision(decision_id)
         if row is None:
             return _error(404, "DECISION_NOT_FOUND", "未找到该决定", f"no decision {decision_id}")
-        import json
+        return JSONResponse(_with_token(json.loads(row.response_json)))
 
-        return JSONResponse(json.loads(row.response_json))
-
-    @app.get("/v1/decisions/{decision_id}/explanation", tags=["decisions"])
-    def get_explanation(decision_id: str, svc: ServiceDep) -> JSONResponse:
-        """The explanation record plus plain-language text (zh-CN, then English)."""
+    @app.get(
+        "/v1/decisions/{decision_id}/explanation", tags=["decisions"], responses=denied_responses
+    )
+    def get_explanation(
+        decision_id: str,
+        svc: ServiceDep,
+        token: TokenQuery = None,
+        x_access_token: TokenHeader = None,
+    ) -> JSONResponse:
+        """The explanation record plus plain-language text (zh-CN, then English). Needs the token."""
+        if (refused := _denied(decision_id, token, x_access_token)) is not None:
+            return refused
         assert svc.store is not None
         record = svc.store.get_record(decision_id)
         if record is None:
@@ -271,11 +328,19 @@ def create_app(
         tags=["decisions"],
         response_class=PlainTextResponse,
     )
-    def get_explanation_text(decision_id: str, svc: ServiceDep) -> PlainTextResponse:
+    def get_explanation_text(
+        decision_id: str,
+        svc: ServiceDep,
+        token: TokenQuery = None,
+        x_access_token: TokenHeader = None,
+    ) -> Response:
+        """The explanation as plain text for the citizen. Needs the token."""
+        if (refused := _denied(decision_id, token, x_access_token)) is not None:
+            return refused
         assert svc.store is not None
         record = svc.store.get_record(decision_id)
         if record is None:
-            return PlainTextResponse("未找到该决定 / decision not found", status_code=404)
+            return _error(404, "DECISION_NOT_FOUND", "未找到该决定", f"no decision {decision_id}")
         return PlainTextResponse(
             render_text(record, lang="zh") + "\n\n" + render_text(record, lang="en")
         )

@@ -39,6 +39,7 @@ from explanations import (
     EngineInfo,
     EvidenceItem,
     ExplanationRecordV1,
+    LegalBasisRef,
     MaskedApplicant,
     StoredDecision,
     decision_response,
@@ -481,6 +482,16 @@ class DecisionService:
             ),
             form={k: _json_scalar(v) for k, v in p.form.items()},
             evidence=decided.evidence,
+            legal_basis=[
+                LegalBasisRef(
+                    id=b.id,
+                    title=b.title,
+                    issuer=b.issuer,
+                    doc_number=b.doc_number,
+                    article=b.article,
+                )
+                for b in rs.doc.legal_basis
+            ],
             criteria=ev.criteria,
             outcome=ev.outcome,
             outputs=ev.outputs,

@@ -20,6 +20,7 @@ __all__ = [
     "EngineInfo",
     "EvidenceItem",
     "ExplanationRecordV1",
+    "LegalBasisRef",
     "MaskedApplicant",
     "RemedyNotice",
     "canonical_json",
@@ -90,6 +91,25 @@ class EvidenceItem(BaseModel):
     raw_sha256: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+
+
+class LegalBasisRef(BaseModel):
+    """One cited legal document, copied from the ruleset into the record."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    title: str
+    issuer: str
+    doc_number: str | None = None
+    article: str | None = None
+
+    def citation(self) -> str:
+        """《title》(文号) article — how a citizen reads the reference."""
+        text = f"《{self.title}》"
+        if self.doc_number:
+            text += f"（{self.doc_number}）"
+        return text + (self.article or "")
 
 
 class RemedyRoute(BaseModel):
@@ -185,6 +205,8 @@ class ExplanationRecordV1(BaseModel):
     applicant: MaskedApplicant
     form: dict[str, JsonScalar]
     evidence: list[EvidenceItem]
+    legal_basis: list[LegalBasisRef]
+    """The documents the criteria cite (by ``id``), as the ruleset version names them."""
     criteria: list[CriterionResult]
     outcome: Outcome
     outputs: dict[str, JsonScalar] | None
@@ -227,6 +249,8 @@ class DecisionResponse(BaseModel):
     decided_at: dt.datetime
     record_hash: str
     explanation_url: str
+    access_token: str | None = None
+    """Opens the decision and its explanation for the citizen; the API adds it (never stored)."""
 
 
 def decision_response(record: ExplanationRecordV1) -> dict[str, Any]:
@@ -253,4 +277,4 @@ def decision_response(record: ExplanationRecordV1) -> dict[str, Any]:
         decided_at=record.decided_at,
         record_hash=record.record_hash,
         explanation_url=f"/v1/decisions/{record.decision_id}/explanation",
-    ).model_dump(mode="json")
+    ).model_dump(mode="json", exclude={"access_token"})

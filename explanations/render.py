@@ -54,6 +54,7 @@ def render_text(record: ExplanationRecordV1, *, lang: str = "zh") -> str:
         lines.append(
             f"适用规则：{record.service_name_zh} 第{record.ruleset_version}版（内容摘要 {record.ruleset_hash[:19]}…），由{record.authority_zh}负责。"
         )
+        cite = {b.id: b.citation() for b in record.legal_basis}
         lines.append("逐项审查结果：")
         for c in record.criteria:
             line = f"  {c.id} {c.title_zh}：{_STATUS_ZH[c.status]}"
@@ -61,7 +62,7 @@ def render_text(record: ExplanationRecordV1, *, lang: str = "zh") -> str:
                 line += f"。{c.reason_zh}"
             if c.status is CriterionStatus.UNKNOWN:
                 line += f"（缺少数据：{'、'.join(c.missing_facts) or '—'}）"
-            lines.append(line + f"（依据：{'、'.join(c.legal_basis)}）")
+            lines.append(line + f"（依据：{'、'.join(cite.get(b, b) for b in c.legal_basis)}）")
         sources = sorted({e.source for e in record.evidence})
         lines.append(
             f"所用数据来源：{'、'.join(sources)}；各项数据的来源、记录编号和获取时间见完整记录。"
@@ -83,11 +84,12 @@ def render_text(record: ExplanationRecordV1, *, lang: str = "zh") -> str:
     lines.append(
         f"Rules applied: version {record.ruleset_version} (content hash {record.ruleset_hash[:19]}…)."
     )
+    cite = {b.id: b.citation() for b in record.legal_basis}
     for c in record.criteria:
         line = f"  {c.id} {c.title_en}: {c.status.value}"
         if c.status is not CriterionStatus.PASS and c.reason_en:
             line += f". {c.reason_en}"
-        lines.append(line + f" (legal basis: {', '.join(c.legal_basis)})")
+        lines.append(line + f" (legal basis: {'; '.join(cite.get(b, b) for b in c.legal_basis)})")
     if record.outcome is not Outcome.APPROVED:
         lines.append("If you think this is wrong you can:")
         for r in record.remedy.routes:

@@ -121,7 +121,10 @@ def test_the_plain_text_explanation_is_served_in_both_languages(
     decided = _post(
         client, _fresh(demo_samples["approved-master-2016.json"].body), key=_key()
     ).json()
-    r = client.get(decided["explanation_url"] + ".txt")
+    r = client.get(
+        f"/v1/decisions/{decided['decision_id']}/explanation.txt",
+        headers={"X-Access-Token": decided["access_token"]},
+    )
     assert 200 == r.status_code
     assert "予以批准" in r.text
     assert "approved" in r.text.lower()
@@ -175,7 +178,8 @@ def test_a_key_reused_with_a_different_body_is_refused(
     assert 422 == r.status_code
     assert "IDEMPOTENCY_KEY_REUSED" == r.json()["error"]["code"]
     assert count == store.count()
-    assert first.json() == client.get(f"/v1/decisions/{first.json()['decision_id']}").json()
+    first_id, token = first.json()["decision_id"], first.json()["access_token"]
+    assert first.json() == client.get(f"/v1/decisions/{first_id}?token={token}").json()
 
 
 def test_a_request_without_an_idempotency_key_is_refused(
@@ -383,15 +387,49 @@ def test_a_chunked_body_over_the_limit_is_refused_with_413(
 
 
 def test_an_unknown_decision_id_is_404(client: TestClient) -> None:
-    """GET of a decision, explanation or text that does not exist answers 404."""
+    """GET of a decision, explanation or text that does not exist answers 404 (with its valid token)."""
+    from api.access import access_token
+
     missing = str(uuid.uuid4())
+    token = access_token(
+        missing, key=("access:" + client.app.state.settings.pseudonym_key).encode()
+    )
     for path in (
         f"/v1/decisions/{missing}",
         f"/v1/decisions/{missing}/explanation",
         f"/v1/decisions/{missing}/explanation.txt",
     ):
-        assert 404 == client.get(path).status_code, path
-    assert "DECISION_NOT_FOUND" == client.get(f"/v1/decisions/{missing}").json()["error"]["code"]
+        r = client.get(path, params={"token": token})
+        assert 404 == r.status_code, path
+        assert "DECISION_NOT_FOUND" == r.json()["error"]["code"]
+
+
+def test_reading_a_decision_needs_its_own_access_token(
+    client: TestClient, demo_samples: dict
+) -> None:
+    """Without a token 401, with another decision's token 403, for every read; the body reveals nothing."""
+    a = _post(client, _fresh(demo_samples["rejected-many.json"].body), key=_key()).json()
+    b = _post(client, _fresh(demo_samples["approved-master-2016.json"].body), key=_key()).json()
+    for suffix in ("", "/explanation", "/explanation.txt"):
+        path = f"/v1/decisions/{a['decision_id']}{suffix}"
+        no_token = client.get(path)
+        wrong = client.get(path, params={"token": b["access_token"]})
+        right = client.get(path, headers={"X-Access-Token": a["access_token"]})
+        assert (401, "ACCESS_TOKEN_REQUIRED") == (
+            no_token.status_code,
+            no_token.json()["error"]["code"],
+        )
+        assert (403, "ACCESS_TOKEN_INVALID") == (wrong.status_code, wrong.json()["error"]["code"])
+        assert 200 == right.status_code
+        assert "C2" not in no_token.text + wrong.text
+
+
+def test_a_retry_gets_the_same_access_token(client: TestClient, demo_samples: dict) -> None:
+    """The token is derived, not stored: the replayed response carries the same one."""
+    body, key = _fresh(demo_samples["approved-master-2016.json"].body), _key()
+    first, again = _post(client, body, key=key).json(), _post(client, body, key=key).json()
+    assert first["access_token"] == again["access_token"]
+    assert first["explanation_url"].endswith("?token=" + first["access_token"])
 
 
 def test_a_stored_decision_reads_back_as_it_was_answered(
@@ -401,7 +439,12 @@ def test_a_stored_decision_reads_back_as_it_was_answered(
     decided = _post(
         client, _fresh(demo_samples["referred-no-population.json"].body), key=_key()
     ).json()
-    assert decided == client.get(f"/v1/decisions/{decided['decision_id']}").json()
+    assert (
+        decided
+        == client.get(
+            f"/v1/decisions/{decided['decision_id']}", params={"token": decided["access_token"]}
+        ).json()
+    )
 
 
 def test_the_ruleset_list_shows_both_versions_with_their_dates(client: TestClient) -> None:

@@ -89,4 +89,6 @@ def test_audit_schema_prints_the_record_json_schema() -> None:
     assert 0 == result.returncode, result.stderr
     schema = json.loads(result.stdout)
     assert "ExplanationRecordV1" == schema["title"]
-    assert {"prev_hash", "record_hash", "ruleset_hash", "criteria", "evidence"} <= set(schema["properties"])
+    assert {"prev_hash", "record_hash", "ruleset_hash", "criteria", "evidence"} <= set(
+        schema["properties"]
+    )
