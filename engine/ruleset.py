@@ -15,11 +15,11 @@ from typing import Literal as TypingLiteral
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from engine._semantics import MISSING, Scope, check, names_in, truth, value
+from engine._semantics import MISSING, Scope, check, names_in, terms_in, truth, value
 from engine._yaml import Located, load_located
 from engine.compiler import CompiledRules, compile_rules
 from engine.errors import ExpressionError, RulesetError, RulesetInvalid
-from engine.expr import Expr, Name, parse, unparse
+from engine.expr import Expr, Literal, Name, parse, unparse
 from engine.model import EvidenceSpec, InputField, RulesetDoc
 
 __all__ = ["APPLICATION_NAMES", "Ruleset", "load_ruleset", "parse_ruleset"]
@@ -308,8 +308,6 @@ class _Checker:
                     offset=0,
                 )
                 continue
-            from engine._semantics import terms_in
-
             terms = tuple(dict.fromkeys(t for t in terms_in(node) if not _is_literal(t)))
             criteria.append(
                 CheckedCriterion(
@@ -510,8 +508,6 @@ class _Checker:
 
 
 def _is_literal(node: Expr) -> bool:
-    from engine.expr import Literal
-
     return isinstance(node, Literal)
 
 
@@ -537,6 +533,7 @@ def form_model(inputs: list[InputField], *, name: str) -> type[BaseModel]:
             annotation = bool
         else:
             annotation = dt.date
+            constraints["strict"] = False  # JSON carries dates as "YYYY-MM-DD" strings
         if f.type in ("integer", "number"):
             if f.minimum is not None:
                 constraints["ge"] = f.minimum
