@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -178,6 +179,60 @@ def audit_verify(database_url: DbUrl = None) -> None:
         typer.echo(f"校验失败 / verification FAILED: {len(problems)} problem(s) in {count} records")
         raise typer.Exit(1)
     typer.echo(f"校验通过 / verified: {count} records, chain intact")
+
+
+@audit_app.command("replay")
+def audit_replay(
+    decision_id: Annotated[
+        str | None, typer.Argument(help="one decision; all when omitted")
+    ] = None,
+    rulesets: Rulesets = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Re-decide stored records from their recorded ruleset version and evidence; exit 1 on any difference."""
+    from api.settings import Settings
+    from engine import RulesetCatalog
+    from explanations import DecisionStore, ExplanationRecordV1, replay
+
+    settings = Settings.from_env(rulesets_dir=rulesets, database_url=database_url)
+    catalog = RulesetCatalog.load(settings.rulesets_dir)
+    store = DecisionStore(settings.database_url)
+    checked = differing = 0
+    try:
+        if decision_id is not None:
+            record = store.get_record(decision_id)
+            if record is None:
+                typer.echo(f"未找到该决定 / no decision {decision_id}", err=True)
+                raise typer.Exit(2)
+            records: Iterable[ExplanationRecordV1] = [record]
+        else:
+            records = (
+                ExplanationRecordV1.model_validate(
+                    {**json.loads(r.record_json), "record_hash": r.record_hash}
+                )
+                for r in store.iter_records()
+            )
+        for record in records:
+            checked += 1
+            if checked % 1000 == 0:
+                typer.echo(f"… {checked} records replayed", err=True)
+            ruleset = catalog.get(record.service, record.ruleset_version)
+            if ruleset is None:
+                differing += 1
+                typer.echo(
+                    f"DIFFERS {record.decision_id}: ruleset {record.service}@{record.ruleset_version} is not in {settings.rulesets_dir}"
+                )
+                continue
+            result = replay(record, ruleset)
+            if not result.identical:
+                differing += 1
+                typer.echo(f"DIFFERS {record.decision_id}: {'; '.join(result.differences)}")
+    finally:
+        store.dispose()
+    if differing:
+        typer.echo(f"复算不一致 / replay FAILED: {differing} of {checked} records differ")
+        raise typer.Exit(1)
+    typer.echo(f"复算一致 / replayed: {checked} records, all identical")
 
 
 @audit_app.command("schema")

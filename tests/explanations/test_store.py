@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import sqlite3
 import subprocess
 import threading
@@ -363,3 +364,44 @@ def test_eight_threads_posting_at_once_leave_one_unbroken_chain(
     )
     result = audit_verify(postgres_url)
     assert 0 == result.returncode, result.stdout + result.stderr
+
+
+def test_audit_replay_re_decides_every_stored_record_and_names_one_that_differs(
+    filled: tuple[str, DecisionService, list[str]], repo_root: Path, miaopi_bin: Path
+) -> None:
+    """`audit replay` finds all 20 records identical; after a birth date is edited it names that decision."""
+    url, _, _ = filled
+
+    def replay_cli(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(miaopi_bin), "audit", "replay", *extra, "--database-url", url],
+            cwd=repo_root,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    clean = replay_cli()
+    assert 0 == clean.returncode, clean.stdout + clean.stderr
+    assert "replayed: 20 records, all identical" in clean.stdout
+    seq, decision_id, record_json = _execute(
+        url,
+        "SELECT seq, decision_id, record_json FROM explanation_records "
+        "WHERE record_json LIKE :p ORDER BY seq LIMIT 1",
+        {"p": '%"outcome":"APPROVED"%'},
+    )[0]
+    body = json.loads(record_json)
+    for item in body["evidence"]:
+        if item["id"] == "population":
+            item["values"]["birth_date"] = "1950-01-01"
+    _execute(
+        url,
+        "UPDATE explanation_records SET record_json = :j WHERE seq = :s",
+        {"j": json.dumps(body, ensure_ascii=False), "s": seq},
+    )
+    one = replay_cli(decision_id)
+    assert 1 == one.returncode, one.stdout + one.stderr
+    assert f"DIFFERS {decision_id}: outcome" in one.stdout
+    everything = replay_cli()
+    assert 1 == everything.returncode
+    assert "1 of 20 records differ" in everything.stdout
