@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import datetime as dt
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -158,7 +159,7 @@ class _Row:
     problem: str | None
 
 
-class _FileRegistry:
+class _FileRegistry(abc.ABC):
     """Shared machinery: column checks, typed conversion, argument validation, provenance."""
 
     source: str
@@ -211,6 +212,7 @@ class _FileRegistry:
                 break
         return _Row(line=line, raw=raw, typed=typed, problem=problem)
 
+    @abc.abstractmethod
     def lookup(
         self,
         key: str,
@@ -221,7 +223,6 @@ class _FileRegistry:
         now: dt.datetime,
     ) -> Lookup:
         """Answer the requested ``fields`` for ``key`` (implemented by each kind of registry)."""
-        raise NotImplementedError
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -337,11 +338,13 @@ class _VerifyRegistry(_FileRegistry):
 
     modes = ("verify",)
 
+    @abc.abstractmethod
     def _select(self, rows: Sequence[_Row], params: Mapping[str, str]) -> list[_Row]:
-        raise NotImplementedError
+        """The person's rows that the question is about (e.g. those in the asked-for city)."""
 
+    @abc.abstractmethod
     def _answers(self, rows: Sequence[_Row]) -> dict[str, bool]:
-        raise NotImplementedError
+        """The yes/no answers derived from those rows."""
 
     def lookup(
         self,

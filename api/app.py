@@ -20,7 +20,13 @@ from api.logging import configure_logging
 from api.service import DecisionRequest, DecisionService, RequestRejected, request_sha256
 from api.settings import DEV_PSEUDONYM_KEY, Settings
 from engine import RulesetCatalog
-from explanations import DecisionResponse, DecisionStore, IdempotencyConflict, render_text
+from explanations import (
+    DecisionResponse,
+    DecisionStore,
+    ExplanationRecordV1,
+    IdempotencyConflict,
+    render_text,
+)
 
 __all__ = ["create_app"]
 
@@ -270,6 +276,18 @@ def create_app(
             )
         return None
 
+    def _readable_record(
+        svc: DecisionService, decision_id: str, token: str | None, header: str | None
+    ) -> ExplanationRecordV1 | JSONResponse:
+        """The stored record if the token opens it, else the refusal to send."""
+        if (refused := _denied(decision_id, token, header)) is not None:
+            return refused
+        assert svc.store is not None
+        record = svc.store.get_record(decision_id)
+        if record is None:
+            return _error(404, "DECISION_NOT_FOUND", "未找到该决定", f"no decision {decision_id}")
+        return record
+
     denied_responses: dict[int | str, dict[str, Any]] = {
         401: {"model": ErrorBody, "description": "no access token"},
         403: {"model": ErrorBody, "description": "wrong access token"},
@@ -307,12 +325,9 @@ def create_app(
         x_access_token: TokenHeader = None,
     ) -> JSONResponse:
         """The explanation record plus plain-language text (zh-CN, then English). Needs the token."""
-        if (refused := _denied(decision_id, token, x_access_token)) is not None:
-            return refused
-        assert svc.store is not None
-        record = svc.store.get_record(decision_id)
-        if record is None:
-            return _error(404, "DECISION_NOT_FOUND", "未找到该决定", f"no decision {decision_id}")
+        record = _readable_record(svc, decision_id, token, x_access_token)
+        if isinstance(record, JSONResponse):
+            return record
         return JSONResponse(
             {
                 "decision_id": decision_id,
@@ -335,12 +350,9 @@ def create_app(
         x_access_token: TokenHeader = None,
     ) -> Response:
         """The explanation as plain text for the citizen. Needs the token."""
-        if (refused := _denied(decision_id, token, x_access_token)) is not None:
-            return refused
-        assert svc.store is not None
-        record = svc.store.get_record(decision_id)
-        if record is None:
-            return _error(404, "DECISION_NOT_FOUND", "未找到该决定", f"no decision {decision_id}")
+        record = _readable_record(svc, decision_id, token, x_access_token)
+        if isinstance(record, JSONResponse):
+            return record
         return PlainTextResponse(
             render_text(record, lang="zh") + "\n\n" + render_text(record, lang="en")
         )
