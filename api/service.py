@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import importlib.metadata
 import json
 import uuid
@@ -39,13 +38,16 @@ from explanations import (
     EngineInfo,
     EvidenceItem,
     ExplanationRecordV1,
+    IdempotencyConflict,
     LegalBasisRef,
     MaskedApplicant,
     StoredDecision,
+    canonical_json,
     decision_response,
     is_personal_field,
     pseudonymize,
     remedy_notice,
+    text_hash,
 )
 
 __all__ = [
@@ -130,8 +132,8 @@ class RequestRejected(Exception):
 
 
 def request_sha256(body: Mapping[str, Any]) -> str:
-    text = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """The hash an idempotency key is bound to: the canonical JSON of the validated body."""
+    return text_hash(canonical_json(body))
 
 
 def _json_scalar(v: object) -> str | int | float | bool | None:
@@ -326,27 +328,15 @@ class DecisionService:
             for eid, (spec, key, fut) in futures.items():
                 try:
                     lookup: Lookup = fut.result(timeout=self.timeout)
-                except FutureTimeout:
-                    fetched[eid] = None
-                    items[eid] = self._item(
-                        spec,
-                        key,
-                        None,
-                        status="error",
-                        error_code="ADAPTER_TIMEOUT",
-                        error_message=f"no answer within {self.timeout}s",
-                    )
-                    continue
                 except Exception as exc:  # an adapter failure must never become a rejection
-                    code = getattr(exc, "code", "ADAPTER_UNAVAILABLE")
+                    if isinstance(exc, FutureTimeout):
+                        code, message = "ADAPTER_TIMEOUT", f"no answer within {self.timeout}s"
+                    else:
+                        code = str(getattr(exc, "code", "ADAPTER_UNAVAILABLE"))
+                        message = str(exc)[:300]
                     fetched[eid] = None
                     items[eid] = self._item(
-                        spec,
-                        key,
-                        None,
-                        status="error",
-                        error_code=str(code),
-                        error_message=str(exc)[:300],
+                        spec, key, None, status="error", error_code=code, error_message=message
                     )
                     log.warning(
                         "adapter_failed", evidence=eid, adapter=spec.adapter, error_code=code
@@ -505,10 +495,6 @@ class DecisionService:
             prev_hash=prev_hash,
         )
 
-    @staticmethod
-    def response(record: ExplanationRecordV1) -> dict[str, Any]:
-        return decision_response(record)
-
     # --- whole decisions -----------------------------------------------------------------
 
     def decide(
@@ -519,8 +505,6 @@ class DecisionService:
         existing = self.store.find_by_key(idempotency_key)
         if existing is not None:
             if existing.request_sha256 != body_sha256:
-                from explanations import IdempotencyConflict
-
                 raise IdempotencyConflict(idempotency_key)
             return StoredDecision(existing.id, json.loads(existing.response_json), True)
         prepared = self.prepare(request)
@@ -549,8 +533,10 @@ class DecisionService:
     ) -> tuple[dict[str, Any], ExplanationRecordV1]:
         """Decide without storing (CLI dry runs, benchmarks): seq 0, no chain link."""
         decided = self.decide_prepared(self.prepare(request))
-        record = self.build_record(decided, decision_id=self.new_id(), seq=0, prev_hash="").sealed()
-        return self.response(record), record
+        record, _ = self.build_record(
+            decided, decision_id=self.new_id(), seq=0, prev_hash=""
+        ).sealed()
+        return decision_response(record), record
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -142,7 +142,6 @@ class _Compiler:
 
 def compile_rules(
     *,
-    name: str,
     criteria: list[Expr],
     rows: list[Expr],
     tables: Mapping[str, Mapping[str, object]],

@@ -115,9 +115,6 @@ class Ruleset:
             self.doc.effective_to is None or day <= self.doc.effective_to
         )
 
-    def canonical(self) -> dict[str, Any]:
-        return canonical_form(self.doc)
-
 
 def canonical_form(doc: RulesetDoc) -> dict[str, Any]:
     """What the content hash covers: everything but the lifecycle ``status``."""
@@ -393,7 +390,6 @@ class _Checker:
 
         chash = content_hash(doc)
         compiled = compile_rules(
-            name=f"{doc.service}@{doc.version}",
             criteria=[c.condition for c in criteria],
             rows=rows,
             tables=tables,

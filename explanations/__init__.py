@@ -14,6 +14,7 @@ from explanations.record import (
     is_personal_field,
     pseudonymize,
     remedy_notice,
+    text_hash,
 )
 from explanations.render import render_text
 from explanations.replay import ReplayResult, replay
@@ -40,4 +41,5 @@ __all__ = [
     "remedy_notice",
     "render_text",
     "replay",
+    "text_hash",
 ]

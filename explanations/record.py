@@ -28,6 +28,7 @@ __all__ = [
     "is_personal_field",
     "pseudonymize",
     "remedy_notice",
+    "text_hash",
 ]
 
 RECORD_SCHEMA = "miaopi.explanation-record/1"
@@ -36,6 +37,11 @@ RECORD_SCHEMA = "miaopi.explanation-record/1"
 def canonical_json(data: object) -> str:
     """Sorted keys, no whitespace, UTF-8 characters kept: the exact text that is hashed."""
     return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def text_hash(text: str) -> str:
+    """``sha256:<hex>`` of UTF-8 text: how records and their links are hashed."""
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def is_personal_field(name: str) -> bool:
@@ -220,11 +226,10 @@ class ExplanationRecordV1(BaseModel):
         """The canonical JSON that ``record_hash`` covers."""
         return canonical_json(self.model_dump(mode="json", exclude={"record_hash"}))
 
-    def compute_hash(self) -> str:
-        return "sha256:" + hashlib.sha256(self.body_json().encode("utf-8")).hexdigest()
-
-    def sealed(self) -> ExplanationRecordV1:
-        return self.model_copy(update={"record_hash": self.compute_hash()})
+    def sealed(self) -> tuple[ExplanationRecordV1, str]:
+        """This record with its ``record_hash`` set, and the exact text that hash covers."""
+        body = self.body_json()
+        return self.model_copy(update={"record_hash": text_hash(body)}), body
 
 
 class RulesetRef(BaseModel):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
-from explanations.record import ExplanationRecordV1, decision_response
+from explanations.record import ExplanationRecordV1, decision_response, text_hash
 
 __all__ = [
     "ChainHead",
@@ -198,14 +197,7 @@ class DecisionStore:
                         if existing.request_sha256 != request_sha256:
                             raise IdempotencyConflict(idempotency_key)
                         return StoredDecision(existing.id, json.loads(existing.response_json), True)
-                    record = build(head_seq + 1, head_hash)
-                    body = record.body_json()
-                    record = record.model_copy(
-                        update={
-                            "record_hash": "sha256:"
-                            + hashlib.sha256(body.encode("utf-8")).hexdigest()
-                        }
-                    )
+                    record, body = build(head_seq + 1, head_hash).sealed()
                     response = decision_response(record)
                     conn.execute(
                         decisions.insert().values(
@@ -258,7 +250,15 @@ class DecisionStore:
     def verify(
         self, *, progress: Callable[[int], None] | None = None
     ) -> tuple[int, list[VerifyProblem]]:
-        """Re-hash every record and walk the chain; return the count checked and every problem."""
+        """Re-hash every record, walk the chain, and recompute each stored response.
+
+        One pass over the records; returns the count checked and every problem found.
+        """
+        with Session(self.engine) as s:
+            rows = s.exec(
+                select(DecisionRow.id, DecisionRow.outcome, DecisionRow.response_json)
+            ).all()
+        decisions = {d: (o, r) for d, o, r in rows}
         problems: list[VerifyProblem] = []
         prev = GENESIS
         expected_seq = 1
@@ -267,74 +267,49 @@ class DecisionStore:
             n += 1
             if progress is not None and n % 1000 == 0:
                 progress(n)
-            where = (row.seq, row.decision_id)
+
+            def problem(message: str, row: RecordRow = row) -> None:
+                problems.append(VerifyProblem(row.seq, row.decision_id, message))
+
             if row.seq != expected_seq:
-                problems.append(
-                    VerifyProblem(*where, f"records {expected_seq}…{row.seq - 1} are missing")
-                )
+                problem(f"records {expected_seq}…{row.seq - 1} are missing")
             expected_seq = row.seq + 1
-            digest = "sha256:" + hashlib.sha256(row.record_json.encode("utf-8")).hexdigest()
-            if digest != row.record_hash:
-                problems.append(
-                    VerifyProblem(*where, "record content does not match its hash (altered)")
-                )
-            try:
-                body = json.loads(row.record_json)
-            except ValueError:
-                problems.append(VerifyProblem(*where, "record is not valid JSON (altered)"))
-                body = {}
+            if text_hash(row.record_json) != row.record_hash:
+                problem("record content does not match its hash (altered)")
             if row.prev_hash != prev:
-                problems.append(
-                    VerifyProblem(*where, "prev_hash does not link to the previous record")
-                )
-            if body and (
-                body.get("prev_hash") != row.prev_hash
-                or body.get("seq") != row.seq
-                or body.get("decision_id") != row.decision_id
-            ):
-                problems.append(
-                    VerifyProblem(*where, "record columns disagree with the hashed content")
-                )
+                problem("prev_hash does not link to the previous record")
             prev = row.record_hash
-        with Session(self.engine) as s:
-            head = s.get(ChainHead, 1)
-            if head is not None and (head.seq != expected_seq - 1 or head.record_hash != prev):
-                problems.append(
-                    VerifyProblem(
-                        head.seq,
-                        None,
-                        f"chain head says {head.seq} records ending in {head.record_hash[:19]}…, found {expected_seq - 1} ending in {prev[:19]}… (records removed or altered)",
-                    )
-                )
-            rows = s.exec(
-                select(DecisionRow.id, DecisionRow.outcome, DecisionRow.response_json)
-            ).all()
-        decisions = {d: (o, r) for d, o, r in rows}
-        for row in self.iter_records():
             try:
                 body = json.loads(row.record_json)
                 record = ExplanationRecordV1.model_validate(
                     {**body, "record_hash": row.record_hash}
                 )
             except ValueError:
-                continue  # already reported above
+                problem("record is not a valid explanation record (altered)")
+                continue
+            if (record.prev_hash, record.seq, record.decision_id) != (
+                row.prev_hash,
+                row.seq,
+                row.decision_id,
+            ):
+                problem("record columns disagree with the hashed content")
             outcome, response_json = decisions.get(row.decision_id, (None, "null"))
             try:
                 stored_response = json.loads(response_json)
             except ValueError:
                 stored_response = None
             if stored_response != decision_response(record):
-                problems.append(
-                    VerifyProblem(
-                        row.seq,
-                        row.decision_id,
-                        "stored response differs from the one its record implies (altered)",
-                    )
+                problem("stored response differs from the one its record implies (altered)")
+            if outcome != record.outcome.value:
+                problem("decision row outcome differs from its record")
+        with Session(self.engine) as s:
+            head = s.get(ChainHead, 1)
+        if head is not None and (head.seq != expected_seq - 1 or head.record_hash != prev):
+            problems.append(
+                VerifyProblem(
+                    head.seq,
+                    None,
+                    f"chain head says {head.seq} records ending in {head.record_hash[:19]}…, found {expected_seq - 1} ending in {prev[:19]}… (records removed or altered)",
                 )
-            if outcome != body.get("outcome"):
-                problems.append(
-                    VerifyProblem(
-                        row.seq, row.decision_id, "decision row outcome differs from its record"
-                    )
-                )
+            )
         return n, problems
