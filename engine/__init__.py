@@ -1,7 +1,7 @@
 """The ruleset language, its compiler to durable_rules, and evaluation. Pure: no I/O but reading ruleset files."""
 
 from engine._durable import durable_version, get_engine
-from engine.catalog import RulesetCatalog
+from engine.catalog import RulesetCatalog, RulesetProblem
 from engine.decision import (
     ComparedValue,
     CriterionResult,
@@ -20,6 +20,7 @@ from engine.errors import (
     NoVersionInForce,
     RulesetError,
     RulesetInvalid,
+    ServiceUnavailable,
     UnknownService,
 )
 from engine.ruleset import Ruleset, load_ruleset, parse_ruleset
@@ -40,6 +41,8 @@ __all__ = [
     "RulesetCatalog",
     "RulesetError",
     "RulesetInvalid",
+    "RulesetProblem",
+    "ServiceUnavailable",
     "UnknownService",
     "application_env",
     "durable_version",

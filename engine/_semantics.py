@@ -1,11 +1,19 @@
-"""Type checking of expressions against a scope, and their three-valued (Kleene) evaluation."""
+"""Type checking of expressions against a scope, and their three-valued (Kleene) evaluation.
+
+Numbers are exact: integers are Python ``int`` and every other number is a ``Decimal`` computed
+in ``DECIMAL`` (34 significant digits, the precision of IEEE decimal128). No binary float is
+ever produced. A value that is missing, or an operation that cannot be carried out (division
+by zero, a date out of range), is ``MISSING``: three-valued logic turns it into UNKNOWN.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import difflib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Final
 
 from engine import dates
@@ -16,6 +24,7 @@ from engine.expr import (
     Call,
     Compare,
     Expr,
+    If,
     In,
     Index,
     ListLit,
@@ -28,10 +37,15 @@ from engine.expr import (
 )
 
 __all__ = [
+    "DECIMAL",
     "FUNCTIONS",
     "MISSING",
+    "NUMERIC",
     "Scope",
+    "TableInfo",
+    "as_decimal",
     "check",
+    "function_list",
     "names_in",
     "terms_in",
     "truth",
@@ -57,39 +71,234 @@ class _Missing:
 
 
 MISSING: Final = _Missing()
-Value = str | int | float | bool | dt.date
 Env = Mapping[str, object]
+Tables = Mapping[str, Mapping[str, object]]
 
 NUMERIC = frozenset({"integer", "number"})
+DECIMAL: Final = decimal.Context(
+    prec=34,
+    rounding=decimal.ROUND_HALF_EVEN,
+    Emax=999_999,
+    Emin=-999_999,
+    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+)
+"""The context of every decimal operation: 34 significant digits, errors raised (→ MISSING)."""
+
+_DECIMAL_ERRORS = (decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow)
 
 
-@dataclass(frozen=True)
-class _Function:
-    params: tuple[str, ...]
-    returns: str
-    impl: Callable[..., object]
+def as_decimal(v: object) -> Decimal:
+    """An integer or decimal as a ``Decimal`` (never through a binary float)."""
+    if isinstance(v, Decimal):
+        return v
+    if isinstance(v, int) and not isinstance(v, bool):
+        return Decimal(v)
+    raise TypeError(f"not a number: {v!r}")
+
+
+# --- functions -------------------------------------------------------------------------------
+
+
+def _places(places: object) -> int:
+    if not isinstance(places, int) or isinstance(places, bool):
+        raise ValueError("places must be an integer")
+    return places
+
+
+def _quantized(x: object, places: object, rounding: str) -> int | Decimal:
+    p = _places(places)
+    d = as_decimal(x).quantize(Decimal(1).scaleb(-p), rounding=rounding, context=DECIMAL)
+    return int(d) if p <= 0 else d
+
+
+def _round(x: object, places: object = 0) -> int | Decimal:
+    """Half-up (四舍五入): 2.5 → 3, −2.5 → −3, 2.345 → 2.35 with two places."""
+    return _quantized(x, places, decimal.ROUND_HALF_UP)
+
+
+def _floor(x: object, places: object = 0) -> int | Decimal:
+    return _quantized(x, places, decimal.ROUND_FLOOR)
+
+
+def _ceil(x: object, places: object = 0) -> int | Decimal:
+    return _quantized(x, places, decimal.ROUND_CEILING)
+
+
+def _abs(x: object) -> int | Decimal:
+    if isinstance(x, Decimal):
+        return x.copy_abs()
+    assert isinstance(x, int)
+    return abs(x)
 
 
 def _date_literal(text: object) -> dt.date:
     return dt.date.fromisoformat(str(text))
 
 
+def _min(*args: Any) -> object:
+    return min(args)
+
+
+def _max(*args: Any) -> object:
+    return max(args)
+
+
+Fail = Callable[[str, Expr | None], ExpressionError]
+CheckFn = Callable[[list[str], tuple[Expr, ...], Fail], str]
+
+
+@dataclass(frozen=True)
+class _Function:
+    signature: str
+    """How the function is written, for error messages and the documentation."""
+    check: CheckFn
+    impl: Callable[..., object]
+
+
+def _fixed(params: tuple[str, ...], returns: str, name: str) -> CheckFn:
+    def check(types: list[str], args: tuple[Expr, ...], fail: Fail) -> str:
+        if len(types) != len(params):
+            raise fail(
+                f"{name} 需要 {len(params)} 个参数，实际 {len(types)} 个 / {name} expects "
+                f"{len(params)} argument(s), got {len(types)}",
+                None,
+            )
+        for got, want, arg in zip(types, params, args, strict=True):
+            if not _compatible(got, want) or (want == "integer" and got == "number"):
+                raise fail(
+                    f"{name} 的参数应为{_ZH_TYPE[want]}，实际为{_ZH_TYPE.get(got, got)} / "
+                    f"{name}: expected a {want} argument, got a {got}",
+                    arg,
+                )
+        return returns
+
+    return check
+
+
+def _rounding(name: str) -> CheckFn:
+    def check(types: list[str], args: tuple[Expr, ...], fail: Fail) -> str:
+        if len(types) not in (1, 2):
+            raise fail(
+                f"{name} 需要 1 或 2 个参数 / {name} expects 1 or 2 arguments "
+                f"({name}(x) or {name}(x, places)), got {len(types)}",
+                None,
+            )
+        if types[0] not in NUMERIC:
+            raise fail(
+                f"{name} 的参数应为数字 / {name}: expected a number, got a {types[0]}", args[0]
+            )
+        if len(args) == 1:
+            return "integer"
+        places = args[1]
+        if not (
+            isinstance(places, Literal)
+            and isinstance(places.value, int)
+            and not isinstance(places.value, bool)
+            and 0 <= places.value <= 10
+        ):
+            raise fail(
+                f"{name} 的小数位数须为 0 到 10 的整数常量 / {name}: the number of decimal "
+                "places must be an integer constant from 0 to 10",
+                places,
+            )
+        return "integer" if places.value == 0 else "number"
+
+    return check
+
+
+def _extreme(name: str) -> CheckFn:
+    def check(types: list[str], args: tuple[Expr, ...], fail: Fail) -> str:
+        if len(types) < 2:
+            raise fail(
+                f"{name} 至少需要 2 个参数 / {name} expects two or more arguments, got "
+                f"{len(types)}",
+                None,
+            )
+        if all(t in NUMERIC for t in types):
+            return "number" if "number" in types else "integer"
+        if all(t == "date" for t in types):
+            return "date"
+        raise fail(
+            f"{name} 的参数须同为数字或同为日期 / {name}: arguments must all be numbers or all "
+            f"dates, got {', '.join(types)}",
+            None,
+        )
+
+    return check
+
+
+def _abs_check(types: list[str], args: tuple[Expr, ...], fail: Fail) -> str:
+    if len(types) != 1 or types[0] not in NUMERIC:
+        raise fail("abs 需要 1 个数字参数 / abs expects one number", None)
+    return types[0]
+
+
 FUNCTIONS: Final[dict[str, _Function]] = {
-    "age_on": _Function(("date", "date"), "integer", dates.age_on),
-    "years_before": _Function(("date", "integer"), "date", dates.years_before),
-    "years_after": _Function(("date", "integer"), "date", lambda d, n: dates.anniversary(d, n)),
-    "days_between": _Function(("date", "date"), "integer", lambda a, b: (b - a).days),
-    "date": _Function(("string",), "date", _date_literal),
+    "abs": _Function("abs(x)", _abs_check, _abs),
+    "age_on": _Function(
+        "age_on(birth, day)", _fixed(("date", "date"), "integer", "age_on"), dates.age_on
+    ),
+    "ceil": _Function("ceil(x[, places])", _rounding("ceil"), _ceil),
+    "date": _Function('date("YYYY-MM-DD")', _fixed(("string",), "date", "date"), _date_literal),
+    "day": _Function("day(d)", _fixed(("date",), "integer", "day"), lambda d: d.day),
+    "days_between": _Function(
+        "days_between(a, b)",
+        _fixed(("date", "date"), "integer", "days_between"),
+        lambda a, b: (b - a).days,
+    ),
+    "floor": _Function("floor(x[, places])", _rounding("floor"), _floor),
+    "max": _Function("max(a, b, …)", _extreme("max"), _max),
+    "min": _Function("min(a, b, …)", _extreme("min"), _min),
+    "month": _Function("month(d)", _fixed(("date",), "integer", "month"), lambda d: d.month),
+    "round": _Function("round(x[, places])", _rounding("round"), _round),
+    "year": _Function("year(d)", _fixed(("date",), "integer", "year"), lambda d: d.year),
+    "years_after": _Function(
+        "years_after(day, n)",
+        _fixed(("date", "integer"), "date", "years_after"),
+        lambda d, n: dates.anniversary(d, n),
+    ),
+    "years_before": _Function(
+        "years_before(day, n)",
+        _fixed(("date", "integer"), "date", "years_before"),
+        dates.years_before,
+    ),
 }
+
+
+def function_list() -> str:
+    """Every built-in function as written, for messages: ``abs(x), age_on(birth, day), …``."""
+    return ", ".join(f.signature for f in FUNCTIONS.values())
+
+
+# --- scope and type checking -----------------------------------------------------------------
+
+_ZH_TYPE = {
+    "string": "字符串",
+    "integer": "整数",
+    "number": "数字",
+    "boolean": "布尔值",
+    "date": "日期",
+    "table": "表",
+}
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """A name usable as ``name[key]`` and ``key in name``: a lookup table or a dated parameter."""
+
+    value_type: str
+    keys: frozenset[str]
+    dated: bool = False
+    """A parameter whose mapping changes by period: ``in`` is computed, not compiled."""
 
 
 @dataclass
 class Scope:
-    """The names a condition may use, with their types; tables map to their value type."""
+    """The names an expression may use, with their types; tables map to their value type."""
 
     names: dict[str, str]
     enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    tables: dict[str, tuple[str, Mapping[str, object]]] = field(default_factory=dict)
+    tables: dict[str, TableInfo] = field(default_factory=dict)
 
     def suggest(self, wanted: str) -> str:
         pool = list(self.names) + list(self.tables)
@@ -97,14 +306,14 @@ class Scope:
         return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _type_of_literal(value: object) -> str:
-    if isinstance(value, bool):
+def _type_of_literal(v: object) -> str:
+    if isinstance(v, bool):
         return "boolean"
-    if isinstance(value, int):
+    if isinstance(v, int):
         return "integer"
-    if isinstance(value, float):
+    if isinstance(v, Decimal):
         return "number"
-    if isinstance(value, dt.date):
+    if isinstance(v, dt.date):
         return "date"
     return "string"
 
@@ -113,11 +322,19 @@ def _compatible(a: str, b: str) -> bool:
     return a == b or (a in NUMERIC and b in NUMERIC)
 
 
-def check(node: Expr, scope: Scope, *, text: str) -> str:
-    """The type of ``node``; raise ``ExpressionError`` (with offset) for any type error."""
+def _numeric_result(a: str, b: str) -> str:
+    return "number" if "number" in (a, b) else "integer"
 
-    def fail(message: str, at: Expr) -> ExpressionError:
-        return ExpressionError(message, text=text, offset=at.offset)
+
+def check(node: Expr, scope: Scope, *, text: str, types: dict[Expr, str] | None = None) -> str:
+    """The type of ``node``; raise ``ExpressionError`` (with offset) for any type error.
+
+    With ``types``, the type of every sub-expression is recorded there (the compiler uses it
+    to keep exact decimal comparisons out of the Rete network's binary floats).
+    """
+
+    def fail(message: str, at: Expr | None) -> ExpressionError:
+        return ExpressionError(message, text=text, offset=(at or node).offset)
 
     def enum_check(name: Expr, literal: Expr) -> None:
         if isinstance(name, Name) and isinstance(literal, Literal) and name.dotted in scope.enums:
@@ -131,7 +348,24 @@ def check(node: Expr, scope: Scope, *, text: str) -> str:
                     literal,
                 )
 
+    def key_check(table: Name, key: Expr) -> None:
+        info = scope.tables[table.dotted]
+        if isinstance(key, Literal) and isinstance(key.value, str) and key.value not in info.keys:
+            close = difflib.get_close_matches(key.value, sorted(info.keys), n=1, cutoff=0.3)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise fail(
+                f"表 {table.dotted} 中没有键 {key.value!r} / table {table.dotted} has no key "
+                f"{key.value!r} (keys: {', '.join(sorted(info.keys))}){hint}",
+                key,
+            )
+
     def go(n: Expr) -> str:
+        t = _go(n)
+        if types is not None:
+            types[n] = t
+        return t
+
+    def _go(n: Expr) -> str:
         match n:
             case Literal(value=v):
                 return _type_of_literal(v)
@@ -146,53 +380,85 @@ def check(node: Expr, scope: Scope, *, text: str) -> str:
                 if spec is None:
                     close = difflib.get_close_matches(f, list(FUNCTIONS), n=1)
                     hint = f"; did you mean {close[0]!r}?" if close else ""
-                    raise fail(f"未知的函数 / unknown function {f!r}{hint}", n)
-                if len(args) != len(spec.params):
-                    raise fail(f"{f} expects {len(spec.params)} argument(s), got {len(args)}", n)
-                for arg, want in zip(args, spec.params, strict=True):
-                    got = go(arg)
-                    if not _compatible(got, want):
-                        raise fail(f"{f}: expected a {want} argument, got {got}", arg)
+                    raise fail(
+                        f"未知的函数 / unknown function {f!r}{hint}; "
+                        f"可用的函数 / available: {function_list()}",
+                        n,
+                    )
+                arg_types = [go(a) for a in args]
+                returns = spec.check(arg_types, args, fail)
                 if f == "date":
                     arg = args[0]
                     if not isinstance(arg, Literal):
-                        raise fail('date() takes a string literal such as "2026-01-01"', arg)
+                        raise fail(
+                            "date() 需要字符串常量 / date() takes a string literal such as "
+                            '"2026-01-01"',
+                            arg,
+                        )
                     try:
                         _date_literal(arg.value)
                     except ValueError:
-                        raise fail(f"not a date (YYYY-MM-DD): {arg.value!r}", arg) from None
-                return spec.returns
+                        raise fail(
+                            f"不是有效日期 / not a date (YYYY-MM-DD): {arg.value!r}", arg
+                        ) from None
+                return returns
             case Index(table=t, key=k):
                 if t.dotted not in scope.tables:
                     raise fail(f"未知的表 / unknown table {t.dotted!r}{scope.suggest(t.dotted)}", t)
                 key_type = go(k)
                 if key_type != "string":
-                    raise fail(f"table keys are strings, got a {key_type} key", k)
-                return scope.tables[t.dotted][0]
+                    raise fail(
+                        f"表的键须为字符串 / table keys are strings, got a {key_type} key", k
+                    )
+                key_check(t, k)
+                return scope.tables[t.dotted].value_type
             case Arith(op=op, left=l, right=r):
                 lt, rt = go(l), go(r)
                 if lt in NUMERIC and rt in NUMERIC:
-                    return "number" if "number" in (lt, rt) or op == "/" else "integer"
+                    return "number" if op == "/" else _numeric_result(lt, rt)
                 if lt == "date" and rt == "integer" and op in "+-":
                     return "date"
                 if lt == "date" and rt == "date" and op == "-":
                     return "integer"
-                raise fail(f"cannot apply {op!r} to {lt} and {rt}", n)
+                raise fail(
+                    f"不能对{_ZH_TYPE.get(lt, lt)}和{_ZH_TYPE.get(rt, rt)}做“{op}”运算 / "
+                    f"cannot apply {op!r} to {lt} and {rt}",
+                    n,
+                )
             case Neg(operand=o):
                 operand_type = go(o)
                 if operand_type not in NUMERIC:
-                    raise fail(f"cannot negate a {operand_type}", n)
+                    raise fail(f"不能取负 / cannot negate a {operand_type}", n)
                 return operand_type
-            case ListLit(items=items):
-                raise fail("a list is only allowed on the right of 'in'", n)
+            case ListLit():
+                raise fail(
+                    "列表只能用在 in 的右边 / a list is only allowed on the right of 'in'", n
+                )
+            case If(cond=c, then=a, orelse=b):
+                if go(c) != "boolean":
+                    raise fail("if 之后须为条件 / 'if' needs a boolean condition", c)
+                at, bt = go(a), go(b)
+                if at in NUMERIC and bt in NUMERIC:
+                    return _numeric_result(at, bt)
+                if at != bt or at == "table":
+                    raise fail(
+                        f"then 与 else 的类型不同 / 'then' gives a {at} but 'else' a {bt}", b
+                    )
+                return at
             case Compare(op=op, left=l, right=r):
                 lt, rt = go(l), go(r)
                 if not _compatible(lt, rt):
-                    raise fail(f"cannot compare {lt} with {rt}", n)
-                if lt in ("table",):
-                    raise fail("cannot compare a table", n)
+                    raise fail(
+                        f"不能比较{_ZH_TYPE.get(lt, lt)}和{_ZH_TYPE.get(rt, rt)} / "
+                        f"cannot compare {lt} with {rt}",
+                        n,
+                    )
+                if lt == "table":
+                    raise fail("不能比较表 / cannot compare a table", n)
                 if op not in ("==", "!=") and lt == "boolean":
-                    raise fail(f"booleans only support == and !=, not {op}", n)
+                    raise fail(
+                        f"布尔值只能用 == 或 != 比较 / booleans only support == and !=, not {op}", n
+                    )
                 enum_check(l, r)
                 enum_check(r, l)
                 return "boolean"
@@ -200,33 +466,52 @@ def check(node: Expr, scope: Scope, *, text: str) -> str:
                 nt = go(needle)
                 if isinstance(hay, ListLit):
                     if not hay.items:
-                        raise fail("empty list after 'in'", hay)
+                        raise fail("in 后的列表为空 / empty list after 'in'", hay)
                     for item in hay.items:
                         if not isinstance(item, Literal):
-                            raise fail("list items after 'in' must be literals", item)
+                            raise fail(
+                                "in 后的列表只能包含常量 / list items after 'in' must be literals",
+                                item,
+                            )
                         it = go(item)
                         if not _compatible(nt, it):
-                            raise fail(f"list item is a {it}, but the left side is a {nt}", item)
+                            raise fail(
+                                f"列表项为{_ZH_TYPE.get(it, it)}，左边为{_ZH_TYPE.get(nt, nt)} / "
+                                f"list item is a {it}, but the left side is a {nt}",
+                                item,
+                            )
                         enum_check(needle, item)
                     return "boolean"
                 if isinstance(hay, Name) and hay.dotted in scope.tables:
+                    if types is not None:
+                        types[hay] = "table"
                     if nt != "string":
-                        raise fail(f"table keys are strings, got a {nt}", needle)
+                        raise fail(f"表的键须为字符串 / table keys are strings, got a {nt}", needle)
                     return "boolean"
-                raise fail("'in' needs a list literal or a table name on its right", hay)
+                raise fail(
+                    "in 的右边须为列表或表名 / 'in' needs a list literal or a table name on its right",
+                    hay,
+                )
             case Not(operand=o):
                 if go(o) != "boolean":
-                    raise fail("'not' needs a boolean", o)
+                    raise fail("not 之后须为条件 / 'not' needs a boolean", o)
                 return "boolean"
             case And(items=items) | Or(items=items):
+                word = "and" if isinstance(n, And) else "or"
                 for item in items:
-                    if go(item) != "boolean":
-                        word = "and" if isinstance(n, And) else "or"
-                        raise fail(f"'{word}' needs boolean operands, got {go(item)}", item)
+                    got = go(item)
+                    if got != "boolean":
+                        raise fail(
+                            f"{word} 的两边须为条件 / '{word}' needs boolean operands, got {got}",
+                            item,
+                        )
                 return "boolean"
         raise TypeError(f"not an expression node: {n!r}")
 
     return go(node)
+
+
+# --- walking ---------------------------------------------------------------------------------
 
 
 def names_in(node: Expr) -> Iterator[str]:
@@ -251,7 +536,37 @@ def names_in(node: Expr) -> Iterator[str]:
         case ListLit(items=items) | And(items=items) | Or(items=items):
             for i in items:
                 yield from names_in(i)
+        case If(cond=c, then=a, orelse=b):
+            yield from names_in(c)
+            yield from names_in(a)
+            yield from names_in(b)
         case Literal():
+            return
+
+
+def tables_in(node: Expr) -> Iterator[str]:
+    """Every table (or mapping parameter) name ``node`` indexes or tests membership in."""
+    match node:
+        case Index(table=t, key=k):
+            yield t.dotted
+            yield from tables_in(k)
+        case In(needle=n, haystack=h):
+            yield from tables_in(n)
+            if isinstance(h, Name):
+                yield h.dotted
+        case Call(args=items) | ListLit(items=items) | And(items=items) | Or(items=items):
+            for i in items:
+                yield from tables_in(i)
+        case Arith(left=l, right=r) | Compare(left=l, right=r):
+            yield from tables_in(l)
+            yield from tables_in(r)
+        case Neg(operand=o) | Not(operand=o):
+            yield from tables_in(o)
+        case If(cond=c, then=a, orelse=b):
+            yield from tables_in(c)
+            yield from tables_in(a)
+            yield from tables_in(b)
+        case _:
             return
 
 
@@ -268,13 +583,16 @@ def terms_in(node: Expr) -> Iterator[Expr]:
         case And(items=items) | Or(items=items):
             for i in items:
                 yield from terms_in(i)
-        case Name():
+        case Name() | If() | Index() | Call():
             yield node
         case _:
             return
 
 
-def value(node: Expr, env: Env, tables: Mapping[str, Mapping[str, object]]) -> object:
+# --- evaluation ------------------------------------------------------------------------------
+
+
+def value(node: Expr, env: Env, tables: Tables) -> object:
     """The value of a term, or ``MISSING`` when any fact it needs is missing."""
     match node:
         case Literal(value=v):
@@ -289,56 +607,78 @@ def value(node: Expr, env: Env, tables: Mapping[str, Mapping[str, object]]) -> o
                 return MISSING
             try:
                 return FUNCTIONS[f].impl(*vals)
-            except (ValueError, OverflowError):
+            except (ValueError, OverflowError, TypeError, *_DECIMAL_ERRORS):
                 return MISSING
         case Index(table=t, key=k):
             key = value(k, env, tables)
             if key is MISSING:
                 return MISSING
-            return tables[t.dotted].get(str(key), MISSING)
+            table = tables.get(t.dotted)
+            return MISSING if table is None else table.get(str(key), MISSING)
         case Arith(op=op, left=l, right=r):
             a, b = value(l, env, tables), value(r, env, tables)
             if a is MISSING or b is MISSING:
                 return MISSING
-            return _arith(op, a, b)
+            return arith(op, a, b)
         case Neg(operand=o):
             inner: Any = value(o, env, tables)
             return MISSING if inner is MISSING else -inner
+        case If(cond=c, then=a, orelse=b):
+            verdict = truth(c, env, tables)
+            if verdict is None:
+                return MISSING
+            return value(a if verdict else b, env, tables)
         case _:
             verdict = truth(node, env, tables)
             return MISSING if verdict is None else verdict
 
 
-def _arith(op: str, a: object, b: object) -> object:
+def arith(op: str, a: object, b: object) -> object:
+    """``a op b`` exactly: integers stay integers, everything else is a ``Decimal``."""
     try:
         if isinstance(a, dt.date):
             if isinstance(b, dt.date):
                 return (a - b).days
             days = dt.timedelta(days=int(b))  # type: ignore[call-overload]
             return a + days if op == "+" else a - days
-        x, y = a, b
+        if op == "/":
+            return DECIMAL.divide(as_decimal(a), as_decimal(b))
+        if type(a) is int and type(b) is int:
+            return a + b if op == "+" else a - b if op == "-" else a * b
+        x, y = as_decimal(a), as_decimal(b)
         if op == "+":
-            return x + y  # type: ignore[operator]
+            return DECIMAL.add(x, y)
         if op == "-":
-            return x - y  # type: ignore[operator]
-        if op == "*":
-            return x * y  # type: ignore[operator]
-        return x / y  # type: ignore[operator]
-    except (ZeroDivisionError, OverflowError):
+            return DECIMAL.subtract(x, y)
+        return DECIMAL.multiply(x, y)
+    except (OverflowError, TypeError, *_DECIMAL_ERRORS):
         return MISSING
 
 
-_COMPARE: Final[dict[str, Callable[[object, object], bool]]] = {
+_COMPARE: Final[dict[str, Callable[[Any, Any], bool]]] = {
     "==": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
-    "<": lambda a, b: a < b,  # type: ignore[operator]
-    "<=": lambda a, b: a <= b,  # type: ignore[operator]
-    ">": lambda a, b: a > b,  # type: ignore[operator]
-    ">=": lambda a, b: a >= b,  # type: ignore[operator]
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
 }
 
 
-def truth(node: Expr, env: Env, tables: Mapping[str, Mapping[str, object]]) -> bool | None:
+def compare(op: str, a: object, b: object) -> bool:
+    """``a op b`` on two known values (exact for integers and decimals)."""
+    return _COMPARE[op](a, b)
+
+
+def member(needle: object, haystack: Expr, env: Env, tables: Tables) -> bool:
+    """Whether a known ``needle`` is in a list literal or among a table's keys."""
+    if isinstance(haystack, ListLit):
+        return any(needle == value(i, env, tables) for i in haystack.items)
+    assert isinstance(haystack, Name)
+    return str(needle) in tables.get(haystack.dotted, {})
+
+
+def truth(node: Expr, env: Env, tables: Tables) -> bool | None:
     """Kleene three-valued truth: ``True``, ``False`` or ``None`` (UNKNOWN)."""
     match node:
         case Compare(op=op, left=l, right=r):
@@ -350,11 +690,7 @@ def truth(node: Expr, env: Env, tables: Mapping[str, Mapping[str, object]]) -> b
             needle = value(n, env, tables)
             if needle is MISSING:
                 return None
-            if isinstance(h, ListLit):
-                found = any(needle == value(i, env, tables) for i in h.items)
-            else:
-                assert isinstance(h, Name)
-                found = str(needle) in tables[h.dotted]
+            found = member(needle, h, env, tables)
             return not found if neg else found
         case Not(operand=o):
             t = truth(o, env, tables)
@@ -378,3 +714,8 @@ def truth(node: Expr, env: Env, tables: Mapping[str, Mapping[str, object]]) -> b
             if isinstance(result, bool):
                 return result
             raise TypeError(f"not a boolean: {unparse(node)}")
+
+
+def literal_values(items: Sequence[Expr]) -> list[object]:
+    """The constant values of a list literal's items."""
+    return [i.value for i in items if isinstance(i, Literal)]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import pydantic
 import yaml
 
 from engine.errors import RulesetError
 
-__all__ = ["Located", "Span", "load_located"]
+__all__ = ["Located", "Span", "display_key", "load_located", "validation_errors"]
 
 Path = tuple[str | int, ...]
 
@@ -87,8 +89,31 @@ class Located:
             line, column = span.position_of(offset, _value_at(self.data, path))
         else:
             line, column = self.where(path)
-        key = ".".join(str(p) for p in path) or None
-        return RulesetError(message, file=self.file, line=line, column=column, key=key)
+        return RulesetError(
+            message, file=self.file, line=line, column=column, key=display_key(self.data, path)
+        )
+
+
+def display_key(data: Any, path: Path) -> str | None:
+    """The dotted key of ``path``, naming list items by their ``id`` or ``name`` when they have
+    one: ``criteria.C5.condition`` rather than ``criteria.4.condition``."""
+    parts: list[str] = []
+    node = data
+    for p in path:
+        label = str(p)
+        if isinstance(p, int) and isinstance(node, list) and 0 <= p < len(node):
+            item = node[p]
+            if isinstance(item, dict):
+                ident = item.get("id", item.get("name"))
+                if isinstance(ident, str) and ident and len(ident) <= 40 and "." not in ident:
+                    label = ident
+            node = item
+        elif isinstance(node, dict) and p in node:
+            node = node[p]
+        else:
+            node = None
+        parts.append(label)
+    return ".".join(parts) or None
 
 
 def _value_at(data: Any, path: Path) -> str:
@@ -97,8 +122,95 @@ def _value_at(data: Any, path: Path) -> str:
     return str(data)
 
 
+_MEMBER_WORDS = {
+    "str": "a string",
+    "int": "an integer",
+    "decimal": "a number",
+    "bool": "a boolean",
+    "date": "a date (YYYY-MM-DD)",
+    "dict": "a mapping",
+    "list": "a list",
+    "none": "null",
+}
+
+
+def validation_errors(exc: pydantic.ValidationError, located: Located) -> list[RulesetError]:
+    """pydantic's errors as located ruleset errors, bilingual, one per place, in file order."""
+    grouped: dict[tuple[Path, bool], list[tuple[str, Any]]] = {}
+    for err in exc.errors():
+        extra = err["type"] == "extra_forbidden"
+        path, members = _data_path(located.data, err["loc"], keep_last=extra)
+        member = members[-1] if members else ""
+        grouped.setdefault((path, extra), []).append((member, err))
+    out = []
+    for (path, extra), errs in grouped.items():
+        err = errs[0][1]
+        if extra:
+            msg = f"未知的键 / unexpected key {path[-1]!r}"
+        elif err["type"] == "missing":
+            msg = f"缺少必填键 / missing required key {err['loc'][-1]!r}"
+        elif len(errs) > 1:
+            words = []
+            for member, _ in errs:
+                word = _MEMBER_WORDS.get(member.split("[")[0].lower(), member)
+                if word and word not in words:
+                    words.append(word)
+            msg = f"取值无效 / invalid value {err.get('input')!r}: expected {' or '.join(words)}"
+        else:
+            msg = f"取值无效 / {err['msg']}; got {err.get('input')!r}"
+        out.append(located.error(msg, path, at_key=extra))
+    return sorted(out, key=lambda e: (e.line or 0, e.column or 0))
+
+
+def _data_path(data: Any, loc: tuple[Any, ...], *, keep_last: bool) -> tuple[Path, list[str]]:
+    """The part of a pydantic location that exists in the data; the rest names union members."""
+    path: list[str | int] = []
+    members: list[str] = []
+    node = data
+    for i, p in enumerate(loc):
+        if isinstance(p, str) and p.startswith("function-"):
+            continue
+        if isinstance(node, dict) and p in node:
+            node = node[p]
+            path.append(p)
+        elif isinstance(node, list) and isinstance(p, int) and 0 <= p < len(node):
+            node = node[p]
+            path.append(p)
+        elif keep_last and i == len(loc) - 1:
+            path.append(p)
+        else:
+            members.append(str(p))
+    return tuple(path), members
+
+
+def _exists(data: Any, path: Path) -> bool:
+    for p in path:
+        if isinstance(data, dict) and p in data:
+            data = data[p]
+        elif isinstance(data, list) and isinstance(p, int) and 0 <= p < len(data):
+            data = data[p]
+        else:
+            return False
+    return True
+
+
 class _Loader(yaml.SafeLoader):  # type: ignore[misc]
     pass
+
+
+def _decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal:
+    """YAML floats are read as exact decimals (``0.1`` is 1/10, not a binary fraction)."""
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"not a decimal number: {text!r}") from None
+    if not value.is_finite():
+        raise ValueError(f"not a finite number: {text!r}")
+    return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:float", _decimal)
 
 
 def load_located(text: str, *, file: str) -> Located:

@@ -5,8 +5,16 @@ TRUE and ``fail`` when it is FALSE, both in negation normal form. Every comparis
 by ``$ex`` on the fields it reads, so a comparison over a missing fact is neither true nor
 false, and a criterion whose outcome depends on one fires neither rule: UNKNOWN. This is
 exactly Kleene's three-valued logic, which the reference evaluator implements directly.
-Terms durable_rules cannot compute (function calls, arithmetic, table lookups) are evaluated
-by us into derived fields of the fact; the comparisons and the logic run in the Rete network.
+Each rule of the outputs table likewise becomes a ``hit`` and a ``miss`` rule, so a rule
+over a missing fact is known to be undecided rather than taken as not matching.
+
+Terms durable_rules cannot compute (function calls, arithmetic, table lookups, conditional
+values, membership in a parameter whose keys change by date) are evaluated by us into
+derived fields of the fact; the comparisons and the logic run in the Rete network.
+durable_rules compares numbers as binary doubles, so a comparison involving an exact
+decimal (a ``number``) is not handed to it as such: we compute the sign of ``left − right``
+exactly and the network compares that sign with 0. Integers, dates (as day ordinals),
+strings and booleans are compared by the network itself.
 """
 
 from __future__ import annotations
@@ -14,10 +22,22 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
-from engine._semantics import MISSING, value
-from engine.expr import And, Compare, Expr, In, Index, ListLit, Literal, Name, Not, Or, unparse
+from engine._semantics import MISSING, arith, as_decimal, member, value
+from engine.expr import (
+    And,
+    Compare,
+    Expr,
+    In,
+    ListLit,
+    Literal,
+    Name,
+    Not,
+    Or,
+    unparse,
+)
 
 __all__ = ["CompiledRules", "RuleRef", "compile_rules", "to_fact_value"]
 
@@ -30,10 +50,28 @@ _NEVER = {"$nex": {"id": 1}}
 
 @dataclass(frozen=True)
 class RuleRef:
-    """What one durable_rules rule stands for: a criterion's pass/fail, or an output row."""
+    """What one durable_rules rule stands for: a criterion's pass/fail, or a row's hit/miss."""
 
-    kind: str  # "pass" | "fail" | "row"
+    kind: str  # "pass" | "fail" | "hit" | "miss"
     index: int
+
+
+@dataclass(frozen=True)
+class _Sign:
+    """A derived term: the sign (−1, 0, 1) of ``left − right``, computed exactly."""
+
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class _Member:
+    """A derived term: whether ``needle`` is among the keys of a dated parameter."""
+
+    node: In
+
+
+Derived = Expr | _Sign | _Member
 
 
 @dataclass
@@ -44,7 +82,7 @@ class CompiledRules:
     rules: dict[str, RuleRef]
     fields: dict[str, str] = field(default_factory=dict)
     """dotted fact name → fact key"""
-    derived: dict[str, Expr] = field(default_factory=dict)
+    derived: dict[str, Derived] = field(default_factory=dict)
     """fact key → term we evaluate before asserting"""
 
     def fact(
@@ -57,24 +95,53 @@ class CompiledRules:
             if v is not MISSING and v is not None:
                 out[key] = to_fact_value(v)
         for key, term in self.derived.items():
-            v = value(term, env, tables)
+            v = _derive(term, env, tables)
             if v is not MISSING and v is not None:
                 out[key] = to_fact_value(v)
         return out
 
 
+def _derive(term: Derived, env: Mapping[str, object], tables: Mapping[str, Any]) -> object:
+    if isinstance(term, _Sign):
+        a, b = value(term.left, env, tables), value(term.right, env, tables)
+        if a is MISSING or b is MISSING:
+            return MISSING
+        diff = arith("-", a, b)
+        if diff is MISSING:
+            return MISSING
+        d = as_decimal(diff)
+        return 0 if d == 0 else (1 if d > 0 else -1)
+    if isinstance(term, _Member):
+        needle = value(term.node.needle, env, tables)
+        if needle is MISSING:
+            return MISSING
+        return member(needle, term.node.haystack, env, tables)
+    return value(term, env, tables)
+
+
 def to_fact_value(v: object) -> object:
-    """Dates become day ordinals so the Rete network can compare them."""
+    """Dates become day ordinals so the Rete network can compare them; never a float."""
     if isinstance(v, dt.date):
         return v.toordinal()
+    if isinstance(v, float):  # pragma: no cover - nothing in the language makes floats
+        raise TypeError("binary floats are never asserted")
     return v
 
 
 class _Compiler:
-    def __init__(self, tables: Mapping[str, Mapping[str, object]]) -> None:
-        self.tables = tables
+    def __init__(self, static_keys: Mapping[str, list[str]], types: Mapping[Expr, str]) -> None:
+        self.static_keys = static_keys
+        self.types = types
         self.out = CompiledRules(definition={}, rules={})
         self._derived_by_text: dict[str, str] = {}
+
+    def derived(self, text: str, term: Derived) -> str:
+        key = self._derived_by_text.get(text)
+        if key is None:
+            key = f"t{len(self._derived_by_text)}"
+            self._derived_by_text[text] = key
+            self.out.derived[key] = term
+        return key
 
     def operand(self, term: Expr) -> tuple[str, object]:
         """('const', value) or ('field', fact key)."""
@@ -84,17 +151,26 @@ class _Compiler:
             key = "v_" + "__".join(term.parts)
             self.out.fields[term.dotted] = key
             return "field", key
-        text = unparse(term)
-        derived = self._derived_by_text.get(text)
-        if derived is None:
-            derived = f"t{len(self._derived_by_text)}"
-            self._derived_by_text[text] = derived
-            self.out.derived[derived] = term
-        return "field", derived
+        return "field", self.derived(unparse(term), term)
+
+    def _decimal(self, *terms: Expr) -> bool:
+        return any(
+            self.types.get(t) == "number"
+            or (isinstance(t, Literal) and isinstance(t.value, Decimal))
+            for t in terms
+        )
 
     def atom(self, op: str, left: Expr, right: Expr) -> dict[str, Any]:
+        if self._decimal(left, right) and not (
+            isinstance(left, Literal) and isinstance(right, Literal)
+        ):
+            sign = self.derived(f"sign({unparse(left)} - {unparse(right)})", _Sign(left, right))
+            return self._test(op, "field", sign, "const", 0)
         lk, lv = self.operand(left)
         rk, rv = self.operand(right)
+        return self._test(op, lk, lv, rk, rv)
+
+    def _test(self, op: str, lk: str, lv: object, rk: str, rv: object) -> dict[str, Any]:
         if lk == "const" and rk == "const":
             holds = {
                 "==": lv == rv,
@@ -107,6 +183,8 @@ class _Compiler:
             return dict(_ALWAYS if holds else _NEVER)
         if lk == "const":
             lk, lv, rk, rv, op = rk, rv, lk, lv, _FLIP[op]
+        if isinstance(rv, Decimal):  # pragma: no cover - the checker's types route these to signs
+            raise TypeError("decimals are compared through their exact sign")
         guards: list[dict[str, Any]] = [{"$ex": {lv: 1}}]
         target: object = rv
         if rk == "field":
@@ -126,17 +204,19 @@ class _Compiler:
             case Compare(op=op, left=l, right=r):
                 return self.atom(op if positive else _NEGATE[op], l, r)
             case In(needle=n, haystack=h, negated=neg):
-                member = positive != neg
+                member_ = positive != neg
                 if isinstance(h, ListLit):
                     choices: list[Expr] = list(h.items)
-                else:
-                    assert isinstance(h, Name)
-                    choices = [Literal(k, h.offset) for k in self.tables[h.dotted]]
-                parts = [self.atom("==" if member else "!=", n, i) for i in choices]
-                return {"$or" if member else "$and": parts}
+                elif isinstance(h, Name) and h.dotted in self.static_keys:
+                    choices = [Literal(k, h.offset) for k in self.static_keys[h.dotted]]
+                else:  # a parameter whose keys change by date: computed before asserting
+                    key = self.derived(unparse(node), _Member(In(n, h, False, node.offset)))
+                    return self._test("==", "field", key, "const", member_)
+                parts = [self.atom("==" if member_ else "!=", n, i) for i in choices]
+                return {"$or" if member_ else "$and": parts}
             case Literal(value=v) if isinstance(v, bool):
                 return dict(_ALWAYS if v == positive else _NEVER)
-            case Name() | Index() | _:
+            case _:
                 return self.atom("==", node, Literal(positive, node.offset))
 
 
@@ -144,17 +224,19 @@ def compile_rules(
     *,
     criteria: list[Expr],
     rows: list[Expr],
-    tables: Mapping[str, Mapping[str, object]],
+    static_keys: Mapping[str, list[str]] | None = None,
+    types: Mapping[Expr, str] | None = None,
 ) -> CompiledRules:
-    """Compile criteria (pass and fail rules) and decision-table rows (hit rules)."""
-    c = _Compiler(tables)
+    """Compile criteria (pass and fail rules) and decision-table rows (hit and miss rules)."""
+    c = _Compiler(static_keys or {}, types or {})
     for i, cond in enumerate(criteria):
         for kind, positive in (("pass", True), ("fail", False)):
             rule = f"c{i}_{kind}"
             c.out.definition[rule] = {"all": [{"m": c.nnf(cond, positive)}]}
             c.out.rules[rule] = RuleRef(kind, i)
     for i, when in enumerate(rows):
-        rule = f"r{i}_hit"
-        c.out.definition[rule] = {"all": [{"m": c.nnf(when, True)}]}
-        c.out.rules[rule] = RuleRef("row", i)
+        for kind, positive in (("hit", True), ("miss", False)):
+            rule = f"r{i}_{kind}"
+            c.out.definition[rule] = {"all": [{"m": c.nnf(when, positive)}]}
+            c.out.rules[rule] = RuleRef(kind, i)
     return c.out

@@ -5,15 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from engine._compiled import CheckedTable, CheckedValue
 from engine._durable import get_engine
-from engine._semantics import MISSING, truth, value
+from engine._semantics import MISSING, Env, Tables, truth, value
 from engine.errors import EngineFault
 from engine.ruleset import Ruleset
+from engine.tables import TableResult, decide_table
 
 __all__ = [
     "ComparedValue",
@@ -21,10 +24,14 @@ __all__ = [
     "CriterionStatus",
     "Evaluation",
     "Outcome",
+    "ParameterUse",
     "Reason",
     "ReasonCode",
+    "ValueResult",
     "application_env",
     "evaluate",
+    "json_value",
+    "prepare_env",
 ]
 
 
@@ -54,7 +61,11 @@ class ReasonCode(StrEnum):
     EVIDENCE_UNAVAILABLE = "EVIDENCE_UNAVAILABLE"
     """A registry could not be asked: down, timed out, over quota."""
     OUTPUT_NO_MATCH = "OUTPUT_NO_MATCH"
+    """No rule of a single-hit decision table matches (and it has no default)."""
     OUTPUT_AMBIGUOUS = "OUTPUT_AMBIGUOUS"
+    """A UNIQUE table has several matching rules, or an ANY table's give different outputs."""
+    OUTPUT_UNKNOWN = "OUTPUT_UNKNOWN"
+    """An output (or a value it needs) cannot be computed: a fact it reads is missing."""
     ENGINE_FAULT = "ENGINE_FAULT"
 
 
@@ -69,6 +80,9 @@ class Reason(BaseModel):
 
 
 JsonScalar = str | int | float | bool | None
+"""A value in JSON. Exact decimals are written as strings (``"1234.50"``); ``float`` appears
+only when reading a record written before decimals existed."""
+JsonValue = JsonScalar | list[JsonScalar]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +96,9 @@ class ComparedValue:
     expression: str
     value: JsonScalar
     missing: bool = False
+    source: str | None = None
+    """Where the value comes from: ``declared`` (申请人申报), ``registry:<id>``, ``value``,
+    ``parameter``, ``application``, or ``computed`` for an expression."""
 
 
 class CriterionResult(BaseModel):
@@ -100,6 +117,40 @@ class CriterionResult(BaseModel):
     reason_en: str | None = None
 
 
+class ValueResult(BaseModel):
+    """A named intermediate value as computed for one decision, with the inputs it read."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    title_zh: str
+    title_en: str
+    expression: str
+    value: JsonScalar
+    missing: bool
+    unit: str | None = None
+    legal_basis: list[str] = Field(default_factory=list)
+    inputs: list[ComparedValue] = Field(default_factory=list)
+    rules: list[int] | None = None
+    """For a value computed by a decision table: the rules (numbered from 1) that matched."""
+
+
+class ParameterUse(BaseModel):
+    """A dated parameter: the value in force on the application date and its period."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    title_zh: str
+    title_en: str
+    value: JsonScalar | dict[str, JsonScalar]
+    unit: str | None = None
+    effective_from: dt.date
+    effective_to: dt.date | None
+    legal_basis: list[str]
+    note: str | None = None
+
+
 class Evaluation(BaseModel):
     """What the engine concluded; the explanation record wraps it with provenance."""
 
@@ -107,9 +158,13 @@ class Evaluation(BaseModel):
 
     outcome: Outcome
     criteria: list[CriterionResult]
-    outputs: dict[str, JsonScalar] | None
+    outputs: dict[str, JsonValue] | None
     reasons: list[Reason]
     evaluator: Literal["durable_rules", "reference"]
+    values: list[ValueResult] = Field(default_factory=list)
+    parameters: list[ParameterUse] = Field(default_factory=list)
+    output_rules: list[int] = Field(default_factory=list)
+    """The rules of the outputs table (numbered from 1) that matched."""
 
     @property
     def failed(self) -> list[str]:
@@ -144,14 +199,139 @@ def application_env(
     return env
 
 
-def _json_value(v: object) -> JsonScalar:
+def json_value(v: object) -> JsonValue:
+    """A value as written in JSON records: decimals as exact strings, dates as ISO text."""
     if v is MISSING or v is None:
         return None
+    if isinstance(v, bool | str | int):
+        return v
+    if isinstance(v, Decimal):
+        return format(v, "f")
     if isinstance(v, dt.date):
         return v.isoformat()
-    if isinstance(v, str | int | float | bool):
-        return v
+    if isinstance(v, list):
+        return [json_value(i) for i in v]  # type: ignore[misc]
     return str(v)
+
+
+def _scalar_json(v: object, type_name: str) -> JsonScalar:
+    """A single value of a declared type in JSON (``number`` as a decimal string)."""
+    out = _typed_json(v, type_name)
+    assert not isinstance(out, list)
+    return out
+
+
+def _typed_json(v: object, type_name: str) -> JsonValue:
+    """A value of a declared type in JSON: every ``number`` is a decimal string."""
+    if isinstance(v, list):
+        return [_typed_json(i, type_name) for i in v]  # type: ignore[misc]
+    if type_name == "number" and isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    return json_value(v)
+
+
+@dataclass
+class Prepared:
+    """An application's facts with the parameters in force and the computed values added."""
+
+    env: dict[str, object]
+    tables: dict[str, Mapping[str, object]]
+    parameters: list[ParameterUse]
+    values: list[ValueResult]
+    reasons: list[Reason]
+
+
+def prepare_env(ruleset: Ruleset, env: Mapping[str, object]) -> Prepared:
+    """Add the parameters in force on the application date and every named value."""
+    if not ruleset.parameters and not ruleset.values:
+        return Prepared(dict(env), dict(ruleset.tables), [], [], [])
+    out: dict[str, object] = dict(env)
+    tables: dict[str, Mapping[str, object]] = dict(ruleset.tables)
+    day = env.get("application.date")
+    uses: list[ParameterUse] = []
+    for param in ruleset.parameters:
+        period = param.in_force(day) if isinstance(day, dt.date) else None
+        if period is None:
+            continue
+        if param.mapping:
+            assert isinstance(period.value, dict)
+            tables[param.name] = {str(k): v for k, v in period.value.items()}
+            shown: JsonScalar | dict[str, JsonScalar] = {
+                str(k): _scalar_json(v, param.type) for k, v in period.value.items()
+            }
+        else:
+            out[param.name] = period.value
+            shown = _scalar_json(period.value, param.type)
+        uses.append(
+            ParameterUse(
+                name=param.name,
+                title_zh=param.title.zh,
+                title_en=param.title.en,
+                value=shown,
+                unit=param.unit,
+                effective_from=period.start,
+                effective_to=period.end,
+                legal_basis=list(period.legal_basis),
+                note=period.note,
+            )
+        )
+    results: list[ValueResult] = []
+    reasons: list[Reason] = []
+    for named in ruleset.values:
+        rules: list[int] | None = None
+        if named.expr is not None:
+            v = value(named.expr, out, tables)
+        else:
+            assert named.table is not None
+            res = _value_table(named, named.table, out, tables)
+            rules = [i + 1 for i in res.hits]
+            v = MISSING
+            if res.status == "ok" and res.outputs is not None:
+                v = res.outputs[named.name]
+            elif res.status == "ambiguous":
+                reasons.append(
+                    Reason(
+                        code=ReasonCode.OUTPUT_AMBIGUOUS,
+                        message_zh=f"{named.title.zh}：决策表{res.detail.replace('rules', '规则').replace('all match', '同时匹配').replace('give different outputs', '结果不同')}，转人工审核。",
+                        message_en=f"{named.title.en}: decision table {res.detail}; referred to a person.",
+                    )
+                )
+        if v is not MISSING and v is not None:
+            out[named.name] = v
+        results.append(
+            ValueResult(
+                name=named.name,
+                title_zh=named.title.zh,
+                title_en=named.title.en,
+                expression=named.text,
+                value=_scalar_json(v, named.type),
+                missing=v is MISSING or v is None,
+                unit=named.unit,
+                legal_basis=list(named.legal_basis),
+                inputs=[
+                    ComparedValue(
+                        expression=name,
+                        value=json_value(out.get(name, MISSING)),  # type: ignore[arg-type]
+                        missing=name not in out,
+                        source=ruleset.sources.get(name, "computed"),
+                    )
+                    for name in named.inputs
+                    if name not in tables
+                ],
+                rules=rules,
+            )
+        )
+    return Prepared(out, tables, uses, results, reasons)
+
+
+def _value_table(named: CheckedValue, table: CheckedTable, env: Env, tables: Tables) -> TableResult:
+    statuses = [True if r.when is None else truth(r.when, env, tables) for r in table.rows]
+    return decide_table(
+        table,
+        statuses,
+        lambda row, col: value(row.cells[col], env, tables),
+        (lambda col: value(table.default[col], env, tables)) if table.default else None,  # type: ignore[index]
+    )
 
 
 def evaluate(
@@ -162,32 +342,34 @@ def evaluate(
 ) -> Evaluation:
     """Decide every criterion and the outputs for ``env``.
 
-    With ``durable_rules`` the Rete engine fires the pass/fail/row rules; ``reference`` is the
-    plain-Python Kleene evaluator the engine is tested against. An engine fault never
+    With ``durable_rules`` the Rete engine fires the pass/fail and hit/miss rules;
+    ``reference`` is the plain-Python Kleene evaluator the engine is tested against. Named
+    values and parameters are computed first, the same way for both. An engine fault never
     becomes a rejection: the outcome is REFERRED with ``ENGINE_FAULT``.
     """
-    tables = ruleset.tables
+    prepared = prepare_env(ruleset, env)
+    env = prepared.env
+    tables = prepared.tables
     n = len(ruleset.criteria)
     statuses: list[CriterionStatus] = []
-    hits: list[int] = []
+    row_status: list[bool | None] = []
     fault: str | None = None
+    n_rows = len(ruleset.outputs.rows) if ruleset.outputs is not None else 0
     if evaluator == "durable_rules":
         try:
             fired = get_engine().fire(
                 ruleset.engine_name, ruleset.compiled.definition, ruleset.compiled.fact(env, tables)
             )
-            passed, failed = set(), set()
+            passed: set[int] = set()
+            failed: set[int] = set()
+            hit: set[int] = set()
+            miss: set[int] = set()
             for rule in fired:
                 ref = ruleset.compiled.rules[rule]
-                if ref.kind == "pass":
-                    passed.add(ref.index)
-                elif ref.kind == "fail":
-                    failed.add(ref.index)
-                else:
-                    hits.append(ref.index)
-            both = passed & failed
+                {"pass": passed, "fail": failed, "hit": hit, "miss": miss}[ref.kind].add(ref.index)
+            both = (passed & failed) or (hit & miss)
             if both:
-                raise EngineFault(f"criteria both passed and failed: {sorted(both)}")
+                raise EngineFault(f"rules fired both ways: {sorted(both)}")
             statuses = [
                 CriterionStatus.PASS
                 if i in passed
@@ -196,11 +378,11 @@ def evaluate(
                 else CriterionStatus.UNKNOWN
                 for i in range(n)
             ]
-            hits = sorted(set(hits))
+            row_status = [True if i in hit else False if i in miss else None for i in range(n_rows)]
         except EngineFault as exc:
             fault = str(exc)
             statuses = [CriterionStatus.UNKNOWN] * n
-            hits = []
+            row_status = [None] * n_rows
     else:
         for crit in ruleset.criteria:
             t = truth(crit.condition, env, tables)
@@ -211,10 +393,10 @@ def evaluate(
                 if t
                 else CriterionStatus.FAIL
             )
-        hits = [i for i, row in enumerate(ruleset.rows) if truth(row, env, tables) is True]
+        row_status = [truth(row, env, tables) for row in ruleset.rows]
 
     results: list[CriterionResult] = []
-    reasons: list[Reason] = []
+    reasons: list[Reason] = list(prepared.reasons)
     docs = ruleset.doc.criteria
     for crit, status in zip(ruleset.criteria, statuses, strict=True):
         doc = docs[crit.index]
@@ -222,9 +404,14 @@ def evaluate(
         for term, text in zip(crit.terms, crit.term_texts, strict=True):
             v = value(term, env, tables)
             values.append(
-                ComparedValue(expression=text, value=_json_value(v), missing=v is MISSING)
+                ComparedValue(
+                    expression=text,
+                    value=json_value(v),  # type: ignore[arg-type]
+                    missing=v is MISSING,
+                    source=ruleset.sources.get(text, "computed"),
+                )
             )
-        missing = [name for name in crit.names if env.get(name, MISSING) is MISSING]
+        missing = [name for name in crit.facts if env.get(name, MISSING) is MISSING]
         reason_zh = reason_en = None
         if status is not CriterionStatus.PASS:
             reason_zh = crit.reason_zh.render(env, tables, lang="zh")
@@ -285,35 +472,58 @@ def evaluate(
         s is CriterionStatus.FAIL and docs[c.index].on_fail == "reject"
         for c, s in zip(ruleset.criteria, statuses, strict=True)
     )
-    outputs: dict[str, JsonScalar] | None = None
+    outputs: dict[str, JsonValue] | None = None
+    output_rules: list[int] = []
     if unknown or refer or fault is not None:
         outcome = Outcome.REFERRED
     elif reject:
         outcome = Outcome.REJECTED
     else:
         outcome = Outcome.APPROVED
-        table = ruleset.doc.outputs
+        table = ruleset.outputs
         if table is not None:
-            if not hits:
-                outcome = Outcome.REFERRED
-                reasons.append(
-                    Reason(
-                        code=ReasonCode.OUTPUT_NO_MATCH,
-                        message_zh=f"{table.title.zh}：决策表无匹配行，转人工审核。",
-                        message_en=f"{table.title.en}: no row of the decision table matches; referred to a person.",
-                    )
-                )
-            elif table.hit_policy == "UNIQUE" and len(hits) > 1:
-                outcome = Outcome.REFERRED
-                reasons.append(
-                    Reason(
-                        code=ReasonCode.OUTPUT_AMBIGUOUS,
-                        message_zh=f"{table.title.zh}：决策表有多行匹配（{hits}），转人工审核。",
-                        message_en=f"{table.title.en}: rows {hits} all match under hit policy UNIQUE; referred to a person.",
-                    )
-                )
+            res = decide_table(
+                table,
+                row_status,
+                lambda row, col: value(row.cells[col], env, tables),
+                (lambda col: value(table.default[col], env, tables)) if table.default else None,  # type: ignore[index]
+            )
+            output_rules = [i + 1 for i in res.hits]
+            if res.status == "ok" and res.outputs is not None:
+                types = {c.name: c.type for c in table.columns}
+                outputs = {k: _typed_json(v, types[k]) for k, v in res.outputs.items()}
             else:
-                outputs = dict(table.rules[hits[0]].then)
+                outcome = Outcome.REFERRED
+                reasons.append(_output_reason(table, res))
     return Evaluation(
-        outcome=outcome, criteria=results, outputs=outputs, reasons=reasons, evaluator=evaluator
+        outcome=outcome,
+        criteria=results,
+        outputs=outputs,
+        reasons=reasons,
+        evaluator=evaluator,
+        values=prepared.values,
+        parameters=prepared.parameters,
+        output_rules=output_rules,
+    )
+
+
+def _output_reason(table: CheckedTable, res: TableResult) -> Reason:
+    title = table.title
+    rules = "、".join(str(i + 1) for i in res.hits)
+    if res.status == "no_match":
+        return Reason(
+            code=ReasonCode.OUTPUT_NO_MATCH,
+            message_zh=f"{title.zh}：决策表无匹配行，转人工审核。",
+            message_en=f"{title.en}: no row of the decision table matches; referred to a person.",
+        )
+    if res.status == "ambiguous":
+        return Reason(
+            code=ReasonCode.OUTPUT_AMBIGUOUS,
+            message_zh=f"{title.zh}：决策表第{rules}条规则同时匹配（{table.hit_policy}），转人工审核。",
+            message_en=f"{title.en}: {res.detail} under hit policy {table.hit_policy}; referred to a person.",
+        )
+    return Reason(
+        code=ReasonCode.OUTPUT_UNKNOWN,
+        message_zh=f"{title.zh}：缺少计算所需的数据，无法确定，转人工审核。",
+        message_en=f"{title.en}: data needed to compute it is missing; referred to a person.",
     )

@@ -12,6 +12,7 @@ __all__ = [
     "NoVersionInForce",
     "RulesetError",
     "RulesetInvalid",
+    "ServiceUnavailable",
     "UnknownService",
 ]
 
@@ -94,6 +95,21 @@ class NoVersionInForce(EngineError):
         super().__init__(
             f"{on.isoformat()} 无有效的规则版本 / no published ruleset version of {service!r} "
             f"is in force on the application date {on.isoformat()}"
+        )
+
+
+class ServiceUnavailable(EngineError):
+    """Raised when a service cannot decide now: one of its ruleset files is broken, or the
+    version in force needs a registry that is not available. Nothing is decided or stored."""
+
+    def __init__(self, service: str, *, reasons: Sequence[str], version: str | None = None) -> None:
+        self.service = service
+        self.version = version
+        self.reasons = list(reasons)
+        which = f"{service}@{version}" if version else service
+        super().__init__(
+            f"事项 {which} 暂不可用 / service {which} cannot decide now: "
+            + "; ".join(self.reasons[:3])
         )
 
 

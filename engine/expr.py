@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache, cached_property
 
 import lark
@@ -16,6 +17,7 @@ __all__ = [
     "Call",
     "Compare",
     "Expr",
+    "If",
     "In",
     "Index",
     "ListLit",
@@ -29,7 +31,9 @@ __all__ = [
 ]
 
 _GRAMMAR = r"""
-?start: disj
+?start: expr
+?expr: _IF expr _THEN expr _ELSE expr -> if_
+    | disj
 ?disj: conj (_OR conj)*          -> or_
 ?conj: neg (_AND neg)*           -> and_
 ?neg: _NOT neg                   -> not_
@@ -45,15 +49,15 @@ _GRAMMAR = r"""
 ?unary: "-" unary                -> neg_num
     | postfix
 ?postfix: atom
-    | postfix "[" disj "]"       -> index
+    | postfix "[" expr "]"       -> index
 ?atom: NUMBER                    -> number
     | STRING                     -> string
     | _TRUE                      -> true
     | _FALSE                     -> false
-    | NAME "(" [disj ("," disj)*] ")" -> call
+    | NAME "(" [expr ("," expr)*] ")" -> call
     | NAME ("." NAME)*           -> name
-    | "[" [disj ("," disj)*] "]" -> list_
-    | "(" disj ")"
+    | "[" [expr ("," expr)*] "]" -> list_
+    | "(" expr ")"
 
 _OR.2: /or\b/
 _AND.2: /and\b/
@@ -61,6 +65,9 @@ _NOT.2: /not\b/
 _IN.2: /in\b/
 _TRUE.2: /true\b/
 _FALSE.2: /false\b/
+_IF.2: /if\b/
+_THEN.2: /then\b/
+_ELSE.2: /else\b/
 COMP: "==" | "!=" | "<=" | ">=" | "<" | ">"
 ADDOP: "+" | "-"
 MULOP: "*" | "/"
@@ -73,9 +80,9 @@ STRING: /"(\\.|[^"\\])*"/
 
 @dataclass(frozen=True)
 class Literal:
-    """A constant: string, integer, decimal number, boolean or date."""
+    """A constant: string, integer, exact decimal number, boolean or date."""
 
-    value: str | int | float | bool | dt.date
+    value: str | int | Decimal | bool | dt.date
     offset: int
 
 
@@ -156,6 +163,16 @@ class In:
 
 
 @dataclass(frozen=True)
+class If:
+    """``if cond then a else b``: UNKNOWN when ``cond`` is; otherwise the chosen branch."""
+
+    cond: Expr
+    then: Expr
+    orelse: Expr
+    offset: int
+
+
+@dataclass(frozen=True)
 class Not:
     operand: Expr
     offset: int
@@ -173,7 +190,7 @@ class Or:
     offset: int
 
 
-Expr = Literal | Name | Call | Index | Arith | Neg | ListLit | Compare | In | Not | And | Or
+Expr = Literal | Name | Call | Index | Arith | Neg | ListLit | Compare | In | Not | And | Or | If
 
 
 def _offset(meta_or_token: object) -> int:
@@ -185,6 +202,10 @@ def _offset(meta_or_token: object) -> int:
 
 @lark.v_args(meta=True)
 class _ToAst(lark.Transformer):  # type: ignore[type-arg]
+    def if_(self, meta: lark.tree.Meta, items: list[Expr]) -> Expr:
+        cond, then, orelse = items
+        return If(cond, then, orelse, meta.start_pos)
+
     def or_(self, meta: lark.tree.Meta, items: list[Expr]) -> Expr:
         return items[0] if len(items) == 1 else Or(tuple(items), meta.start_pos)
 
@@ -210,7 +231,7 @@ class _ToAst(lark.Transformer):  # type: ignore[type-arg]
 
     def neg_num(self, meta: lark.tree.Meta, items: list[Expr]) -> Expr:
         inner = items[0]
-        if isinstance(inner, Literal) and isinstance(inner.value, int | float):
+        if isinstance(inner, Literal) and isinstance(inner.value, int | Decimal):
             if not isinstance(inner.value, bool):
                 return Literal(-inner.value, meta.start_pos)
         return Neg(inner, meta.start_pos)
@@ -225,7 +246,7 @@ class _ToAst(lark.Transformer):  # type: ignore[type-arg]
 
     def number(self, meta: lark.tree.Meta, items: list[lark.Token]) -> Expr:
         text = str(items[0])
-        value: int | float = float(text) if "." in text else int(text)
+        value: int | Decimal = Decimal(text) if "." in text else int(text)
         return Literal(value, meta.start_pos)
 
     def string(self, meta: lark.tree.Meta, items: list[lark.Token]) -> Expr:
@@ -262,15 +283,12 @@ def parse(text: str) -> Expr:
         result = _ToAst().transform(tree)
     except lark.exceptions.UnexpectedCharacters as exc:
         pos = exc.pos_in_stream or 0
-        raise ExpressionError(
-            f"无法识别的字符 / unexpected character {text[pos]!r}", text=text, offset=pos
-        ) from None
+        raise ExpressionError(_unexpected_character(text, pos), text=text, offset=pos) from None
     except lark.exceptions.UnexpectedToken as exc:
-        expected = ", ".join(sorted(exc.expected)[:8])
-        found = "end of text" if exc.token.type == "$END" else repr(str(exc.token))
-        offset = len(text) if exc.token.type == "$END" else (exc.token.start_pos or 0)
+        at_end = exc.token.type == "$END"
+        offset = len(text) if at_end else (exc.token.start_pos or 0)
         raise ExpressionError(
-            f"语法错误 / syntax error: found {found}, expected one of {expected}",
+            _unexpected_token(text, exc.token, at_end=at_end, expected=set(exc.expected)),
             text=text,
             offset=offset,
         ) from None
@@ -288,6 +306,117 @@ def parse(text: str) -> Expr:
     return result  # type: ignore[no-any-return]
 
 
+_TOKEN_WORDS: dict[str, tuple[str, str]] = {
+    "RPAR": ("右括号“)”", "')'"),
+    "LPAR": ("左括号“(”", "'('"),
+    "RSQB": ("右方括号“]”", "']'"),
+    "LSQB": ("左方括号“[”", "'['"),
+    "COMMA": ("逗号“,”", "','"),
+    "DOT": ("点“.”", "'.'"),
+    "NAME": ("名称", "a name"),
+    "NUMBER": ("数字", "a number"),
+    "STRING": ("字符串", "a string"),
+    "COMP": ("比较运算符（== != < <= > >=）", "a comparison (== != < <= > >=)"),
+    "ADDOP": ("运算符 + 或 -", "+ or -"),
+    "MULOP": ("运算符 * 或 /", "* or /"),
+    "MINUS": ("负号“-”", "'-'"),
+    "_AND": ("and", "'and'"),
+    "_OR": ("or", "'or'"),
+    "_NOT": ("not", "'not'"),
+    "_IN": ("in", "'in'"),
+    "_THEN": ("then", "'then'"),
+    "_ELSE": ("else", "'else'"),
+    "_IF": ("if", "'if'"),
+    "_TRUE": ("true", "'true'"),
+    "_FALSE": ("false", "'false'"),
+}
+_OPERAND_START = {"NAME", "NUMBER", "STRING", "LPAR"}
+_HINTS: dict[str, tuple[str, str]] = {
+    "=": ("比较是否相等请写 ==", "write == to compare"),
+    "&": ("“并且”请写 and", "write 'and'"),
+    "|": ("“或者”请写 or", "write 'or'"),
+    "!": ("“非”请写 not，“不等于”请写 !=", "write 'not', or != for 'not equal'"),
+    "'": ('字符串请用英文双引号 "…"', 'strings take double quotes "…"'),
+    "（": ("请用英文括号 ( )", "use ASCII parentheses ( )"),
+    "）": ("请用英文括号 ( )", "use ASCII parentheses ( )"),
+    "“": ('字符串请用英文双引号 "…"', 'strings take ASCII double quotes "…"'),
+    "”": ('字符串请用英文双引号 "…"', 'strings take ASCII double quotes "…"'),
+    "，": ("请用英文逗号 ,", "use an ASCII comma ,"),
+    "【": ("请用英文方括号 [ ]", "use ASCII brackets [ ]"),
+    "】": ("请用英文方括号 [ ]", "use ASCII brackets [ ]"),
+}
+
+
+def _unexpected_character(text: str, pos: int) -> str:
+    ch = text[pos] if pos < len(text) else ""
+    if text[pos : pos + 2] == "!=" or text[pos : pos + 2] == "==":
+        ch = text[pos : pos + 2]
+    hint_zh, hint_en = _HINTS.get(ch, ("", ""))
+    zh = f"无法识别的字符“{ch}”" + (f"：{hint_zh}" if hint_zh else "")
+    en = f"unexpected character {ch!r}" + (f": {hint_en}" if hint_en else "")
+    return f"{zh} / {en}"
+
+
+def _brackets(text: str) -> tuple[list[str], str | None]:
+    """The brackets still open at the end of ``text``, and the first unmatched closing one."""
+    stack: list[str] = []
+    in_string = False
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if in_string:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "([":
+            stack.append(ch)
+        elif ch in ")]":
+            if not stack or {")": "(", "]": "["}[ch] != stack[-1]:
+                return stack, ch
+            stack.pop()
+        i += 1
+    return stack, None
+
+
+_OPERAND_TOKENS = {"NAME", "NUMBER", "STRING", "LPAR", "LSQB", "_TRUE", "_FALSE", "_NOT", "_IF"}
+
+
+def _unexpected_token(text: str, token: lark.Token, *, at_end: bool, expected: set[str]) -> str:
+    """A syntax error in words: what was expected, in Chinese and English."""
+    found = str(token)
+    open_brackets, stray = _brackets(text)
+    if stray is not None:
+        word = "右括号" if stray == ")" else "右方括号"
+        return f"多余的{word}“{stray}” / unmatched {stray!r}"
+    if at_end and open_brackets:
+        if open_brackets[-1] == "(":
+            return "缺少右括号 / expected ')'"
+        return "缺少右方括号 / expected ']'"
+    if _OPERAND_START <= expected:
+        wanted = [("一个值（名称、数字、字符串或括号）", "a value (a name, number, string or '(')")]
+    else:
+        wanted = [
+            _TOKEN_WORDS[t]
+            for t in sorted(expected)
+            if t in _TOKEN_WORDS and t not in ("RPAR", "RSQB", "COMMA", "DOT")
+        ]
+    zh_list = "、".join(w[0] for w in wanted[:5]) or "其他内容"
+    en_list = " or ".join(w[1] for w in wanted[:5]) or "something else"
+    if at_end:
+        return (
+            f"表达式不完整，此处应为{zh_list} / the expression ends too early: expected {en_list}"
+        )
+    if token.type in _OPERAND_TOKENS and expected & {"COMP", "ADDOP", "MULOP", "_AND", "_OR"}:
+        return (
+            f"“{found}”前缺少运算符（如 and、or、==、+） / "
+            f"expected an operator (and, or, ==, + …) before {found!r}"
+        )
+    return f"语法错误：“{found}”处应为{zh_list} / syntax error at {found!r}: expected {en_list}"
+
+
 _PRECEDENCE = {"or": 1, "and": 2, "not": 3, "cmp": 4, "+": 5, "-": 5, "*": 6, "/": 6, "neg": 7}
 
 
@@ -301,6 +430,8 @@ def _unparse(node: Expr, outer: int) -> str:
         return f"({text})" if level < outer else text
 
     match node:
+        case If(cond=c, then=t, orelse=e):
+            return wrap(f"if {_unparse(c, 0)} then {_unparse(t, 0)} else {_unparse(e, 0)}", 0)
         case Literal(value=v):
             if isinstance(v, bool):
                 return "true" if v else "false"

@@ -56,56 +56,56 @@ CASES = [
         Expected(
             29,
             18,
-            "criteria.0.condition",
+            "criteria.C1.condition",
             "unknown name 'populaton.birth_date'; did you mean 'population.birth_date'?",
         ),
         id="unknown name in a condition, with a suggestion",
     ),
     pytest.param(
         "type_error.yaml",
-        Expected(29, 11, "criteria.0.condition", "cannot compare date with string"),
+        Expected(29, 11, "criteria.C1.condition", "cannot compare date with string"),
         id="type error: a date compared with a string",
     ),
     pytest.param(
         "syntax_error.yaml",
-        Expected(29, 64, "criteria.0.condition", "found end of text, expected one of RPAR"),
+        Expected(29, 64, "criteria.C1.condition", "缺少右括号 / expected ')'"),
         id="syntax error: unclosed parenthesis",
     ),
     pytest.param(
         "enum_value.yaml",
-        Expected(28, 22, "criteria.0.condition", "'博士' 不是 form.degree 的可选值"),
+        Expected(28, 22, "criteria.C1.condition", "'博士' 不是 form.degree 的可选值"),
         id="enum value not among the input's values",
     ),
     pytest.param(
         "unknown_legal_basis.yaml",
-        Expected(26, 26, "criteria.0.legal_basis.1", "unknown legal basis 'law-2099'"),
+        Expected(26, 26, "criteria.C1.legal_basis.1", "unknown legal basis 'law-2099'"),
         id="criterion citing an unknown legal basis",
     ),
     pytest.param(
         "no_legal_basis.yaml",
-        Expected(26, 18, "criteria.0.legal_basis", "criterion C1 cites no legal basis"),
+        Expected(26, 18, "criteria.C1.legal_basis", "criterion C1 cites no legal basis"),
         id="criterion citing no legal basis",
     ),
     pytest.param(
         "always_true.yaml",
-        Expected(27, 16, "criteria.0.condition", "criterion C1 is always true"),
+        Expected(27, 16, "criteria.C1.condition", "criterion C1 is always true"),
         id="always-true criterion",
     ),
     pytest.param(
         "never_true.yaml",
-        Expected(28, 7, "criteria.0.condition", "criterion C1 can never be met"),
+        Expected(28, 7, "criteria.C1.condition", "criterion C1 can never be met"),
         id="never-true criterion",
     ),
     pytest.param(
         "unknown_function.yaml",
         Expected(
-            29, 11, "criteria.0.condition", "unknown function 'agee_on'; did you mean 'age_on'?"
+            29, 11, "criteria.C1.condition", "unknown function 'agee_on'; did you mean 'age_on'?"
         ),
         id="unknown function, with a suggestion",
     ),
     pytest.param(
         "evidence_cycle.yaml",
-        Expected(21, 10, "evidence.0.key", "cycle: population -> employer -> population"),
+        Expected(21, 10, "evidence.population.key", "cycle: population -> employer -> population"),
         id="evidence keys forming a cycle",
     ),
     pytest.param(
@@ -113,14 +113,14 @@ CASES = [
         Expected(
             32,
             24,
-            "criteria.0.reason.zh",
+            "criteria.C1.reason.zh",
             "unknown name 'population.birthdate'; did you mean 'population.birth_date'?",
         ),
         id="reason placeholder with an unknown name",
     ),
     pytest.param(
         "row_missing_column.yaml",
-        Expected(42, 13, "outputs.rules.0.then", "row 0 sets no value for ['months']"),
+        Expected(42, 13, "outputs.rules.0.then", "sets no value for ['months']"),
         id="decision-table row missing a column",
     ),
 ]
@@ -157,7 +157,7 @@ def test_an_unknown_top_level_key_is_refused_and_named() -> None:
 def test_the_error_text_names_file_line_column_and_key() -> None:
     """str() of an error reads file:line:column: [key] message, as editors and CI expect."""
     error = first_error("unknown_function.yaml")
-    assert str(error).startswith("unknown_function.yaml:29:11: [criteria.0.condition] ")
+    assert str(error).startswith("unknown_function.yaml:29:11: [criteria.C1.condition] ")
 
 
 def test_the_minimal_valid_ruleset_loads() -> None:

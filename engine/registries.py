@@ -1,0 +1,316 @@
+"""The registry catalogue: every shared-data source declared as data (the types adapters share).
+
+A catalogue file (``rulesets/registries.yaml`` by default) declares each registry: its id,
+names, the agency that holds it (提供部门), the kind of source and where it is, its key fields
+(composite keys allowed), its typed fields, the modes it allows (``fetch`` returns fields;
+``verify`` answers only match / no match / not found for a claim), and what "no record" means
+(``unknown``, or a verified ``negative``). Adding a registry is a catalogue entry and a data
+file. Rulesets are checked against the catalogue; adapters serve from it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine._yaml import Located, load_located, validation_errors
+from engine.errors import ExpressionError, RulesetError, RulesetInvalid
+from engine.expr import And, Compare, Expr, Name, parse
+from engine.expr import Literal as LiteralNode
+
+__all__ = [
+    "CATALOGUE_FILE",
+    "Claim",
+    "FieldSpec",
+    "RegistryCatalogue",
+    "RegistrySpec",
+    "convert_text",
+    "find_catalogue",
+    "load_catalogue",
+    "parse_claim",
+]
+
+CATALOGUE_FILE = "registries.yaml"
+"""The catalogue's file name, looked for beside the rulesets."""
+
+FieldType = Literal["string", "integer", "number", "boolean", "date"]
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+_TRUE = {"true", "是", "1", "y", "yes"}
+_FALSE = {"false", "否", "0", "n", "no"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Text(_Strict):
+    zh: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+
+class FieldSpec(_Strict):
+    """One field of a registry record."""
+
+    type: FieldType
+    title: _Text | None = None
+    personal: Literal["id_number", "name"] | None = None
+    """Identifies a person: pseudonymised in records and masked in logs."""
+
+
+class RegistrySpec(_Strict):
+    """One shared-data source, as the catalogue declares it."""
+
+    id: str = Field(pattern=NAME_PATTERN)
+    name: _Text
+    holder: _Text
+    """The agency that holds the data (提供部门)."""
+    kind: Literal["csv", "parquet"]
+    location: str = Field(min_length=1)
+    """The data file, relative to the data folder (or absolute)."""
+    key: list[str] = Field(min_length=1)
+    """The fields a lookup is keyed by; several for a composite key (e.g. ID number + city)."""
+    record_id: str | None = None
+    """The column holding the registry's own record identifier (cited as the reference)."""
+    fields: dict[str, FieldType | FieldSpec] = Field(min_length=1)
+    modes: list[Literal["fetch", "verify"]] = Field(min_length=1)
+    no_record: Literal["unknown", "negative"]
+    """What a key with no record means: ``unknown`` (facts missing) or a verified ``negative``
+    (every verify answer is "no")."""
+    answers: dict[str, str] = Field(default_factory=dict)
+    """Named verify claims a ruleset may ask for by name: ``exists`` or
+    ``field == constant [and …]``."""
+    description: str | None = None
+
+    def field_type(self, name: str) -> str | None:
+        spec = self.fields.get(name)
+        if spec is None:
+            return None
+        return spec if isinstance(spec, str) else spec.type
+
+    def personal(self, name: str) -> str | None:
+        spec = self.fields.get(name)
+        return spec.personal if isinstance(spec, FieldSpec) else None
+
+    @property
+    def field_types(self) -> dict[str, str]:
+        return {n: (s if isinstance(s, str) else s.type) for n, s in self.fields.items()}
+
+
+class _CatalogueDoc(_Strict):
+    schema_version: Literal[1]
+    registries: list[RegistrySpec] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a verify call asks: that a record exists, or that one has these field values."""
+
+    equals: tuple[tuple[str, Expr], ...] = ()
+    """``(registry field, expression)`` pairs that must all hold on one record; none = exists."""
+
+    @property
+    def exists(self) -> bool:
+        return not self.equals
+
+
+def parse_claim(text: str, *, fields: Mapping[str, str] | None) -> Claim:
+    """Parse ``exists`` or ``field == expr [and field == expr …]``; raise ``ExpressionError``.
+
+    Only the shape and the registry fields are checked here; the right-hand expressions are
+    type-checked by whoever knows their scope (constants in the catalogue, application facts
+    in a ruleset).
+    """
+    if text.strip() == "exists":
+        return Claim()
+    node = parse(text)
+    parts = node.items if isinstance(node, And) else (node,)
+    pairs: list[tuple[str, Expr]] = []
+    for part in parts:
+        if not (
+            isinstance(part, Compare)
+            and part.op == "=="
+            and isinstance(part.left, Name)
+            and len(part.left.parts) == 1
+        ):
+            raise ExpressionError(
+                "核验声明须写作 exists 或“字段 == 值”，多个用 and 连接 / a claim is 'exists' or "
+                "'<registry field> == <value>' joined by 'and'",
+                text=text,
+                offset=part.offset,
+            )
+        field = part.left.dotted
+        if fields is not None and field not in fields:
+            close = difflib.get_close_matches(field, list(fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ExpressionError(
+                f"登记库没有字段 {field!r} / the registry has no field {field!r}{hint} "
+                f"(fields: {', '.join(fields)})",
+                text=text,
+                offset=part.left.offset,
+            )
+        pairs.append((field, part.right))
+    return Claim(tuple(pairs))
+
+
+def convert_text(text: str, type_name: str) -> object:
+    """A registry cell (text) as a typed value; raise ``ValueError`` when it is not one.
+
+    Integers are plain digits; numbers exact decimals; dates ``YYYY-MM-DD``; booleans
+    ``true/false``, ``是/否`` or ``1/0``. The caller treats an empty cell as missing.
+    """
+    if type_name == "string":
+        return text
+    if type_name == "integer":
+        stripped = text.strip()
+        body = stripped[1:] if stripped[:1] in "+-" else stripped
+        if not body.isascii() or not body.isdigit():
+            raise ValueError("not an integer")
+        return int(stripped)
+    if type_name == "number":
+        try:
+            d = Decimal(text.strip())
+        except InvalidOperation:
+            raise ValueError("not a number") from None
+        if not d.is_finite():
+            raise ValueError("not a finite number")
+        return d
+    if type_name == "date":
+        return dt.date.fromisoformat(text.strip())
+    if type_name == "boolean":
+        low = text.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ValueError("not a boolean (true/false)")
+    raise ValueError(f"unknown type {type_name}")
+
+
+class RegistryCatalogue:
+    """The registries of one catalogue file, by id."""
+
+    def __init__(self, registries: list[RegistrySpec], *, path: str = "<memory>") -> None:
+        self.path = path
+        self._by_id = {r.id: r for r in registries}
+
+    def __contains__(self, registry_id: object) -> bool:
+        return registry_id in self._by_id
+
+    def __iter__(self) -> Iterator[RegistrySpec]:
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def get(self, registry_id: str) -> RegistrySpec | None:
+        return self._by_id.get(registry_id)
+
+    def ids(self) -> list[str]:
+        return list(self._by_id)
+
+    def suggest(self, wanted: str) -> str:
+        close = difflib.get_close_matches(wanted, self.ids(), n=1)
+        return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def find_catalogue(start: Path) -> Path | None:
+    """The catalogue beside ``start`` (a file or folder) or in a folder above it."""
+    folder = start if start.is_dir() else start.parent
+    for candidate in (folder, *folder.resolve().parents):
+        path = candidate / CATALOGUE_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+def load_catalogue(path: Path | str) -> RegistryCatalogue:
+    """Read and check a catalogue file; raise ``RulesetInvalid`` naming file, line and column."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RulesetInvalid(
+            [RulesetError("找不到登记库目录文件 / registry catalogue not found", file=str(p))]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise RulesetInvalid(
+            [RulesetError(f"文件不是UTF-8编码 / not UTF-8: {exc.reason}", file=str(p))]
+        ) from None
+    try:
+        located = load_located(text, file=str(p))
+    except RulesetError as exc:
+        raise RulesetInvalid([exc]) from None
+    try:
+        doc = _CatalogueDoc.model_validate(located.data)
+    except pydantic.ValidationError as exc:
+        raise RulesetInvalid(validation_errors(exc, located)) from None
+    errors = _check(doc, located)
+    if errors:
+        raise RulesetInvalid(errors)
+    return RegistryCatalogue(doc.registries, path=str(p))
+
+
+def _check(doc: _CatalogueDoc, loc: Located) -> list[RulesetError]:
+    errors: list[RulesetError] = []
+    seen: set[str] = set()
+    for i, reg in enumerate(doc.registries):
+        at = ("registries", i)
+        if reg.id in seen:
+            errors.append(
+                loc.error(f"重复的登记库编号 / duplicate registry id {reg.id!r}", (*at, "id"))
+            )
+        seen.add(reg.id)
+        for k, key in enumerate(reg.key):
+            if key not in reg.fields:
+                errors.append(
+                    loc.error(
+                        f"键字段 {key!r} 未在 fields 中声明 / key field {key!r} is not declared "
+                        f"in fields",
+                        (*at, "key", k),
+                    )
+                )
+        if len(set(reg.key)) != len(reg.key):
+            errors.append(loc.error("键字段重复 / a key field is listed twice", (*at, "key")))
+        if reg.answers and "verify" not in reg.modes:
+            errors.append(
+                loc.error(
+                    "声明了核验答案但不允许 verify 方式 / answers are declared but the registry "
+                    "does not allow mode 'verify'",
+                    (*at, "answers"),
+                )
+            )
+        types = reg.field_types
+        for name, text in reg.answers.items():
+            try:
+                claim = parse_claim(text, fields=types)
+            except ExpressionError as exc:
+                errors.append(loc.error(exc.message, (*at, "answers", name), offset=exc.offset))
+                continue
+            for field, expr in claim.equals:
+                problem = _constant_problem(expr, types[field])
+                if problem:
+                    errors.append(loc.error(problem, (*at, "answers", name), offset=expr.offset))
+    return errors
+
+
+def _constant_problem(expr: Expr, type_name: str) -> str | None:
+    if not isinstance(expr, LiteralNode):
+        return "目录中的核验值须为常量 / a catalogue answer compares with constants only"
+    v = expr.value
+    ok = {
+        "string": isinstance(v, str),
+        "integer": isinstance(v, int) and not isinstance(v, bool),
+        "number": isinstance(v, int | Decimal) and not isinstance(v, bool),
+        "boolean": isinstance(v, bool),
+        "date": isinstance(v, dt.date),
+    }[type_name]
+    return None if ok else f"值的类型应为 {type_name} / expected a {type_name} constant, got {v!r}"
