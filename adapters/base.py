@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 __all__ = [
     "Adapter",
     "AdapterFailure",
+    "ClaimValues",
     "FactValue",
     "Lookup",
     "LookupMode",
@@ -21,9 +23,11 @@ __all__ = [
     "raw_hash",
 ]
 
-FactValue = str | int | float | bool | dt.date | None
+FactValue = str | int | Decimal | bool | dt.date | None
 LookupMode = Literal["fetch", "verify"]
 LookupStatus = Literal["found", "not_found", "error"]
+ClaimValues = Mapping[str, object]
+"""A claim to verify: registry field → the value claimed (all must hold on one record)."""
 
 
 class Provenance(BaseModel):
@@ -32,9 +36,9 @@ class Provenance(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     source: str
-    """The registry's stable name, e.g. ``population`` (人口库)."""
+    """The registry's catalogue id, e.g. ``population`` (人口库)."""
     adapter: str
-    """The adapter class that answered, e.g. ``files.PopulationRegistry``."""
+    """The kind of adapter that answered, e.g. ``files.csv``."""
     adapter_version: str
     reference: str | None
     """The registry's own record identifier(s), comma separated; ``None`` when nothing matched."""
@@ -51,7 +55,8 @@ class Lookup(BaseModel):
     status: LookupStatus
     mode: LookupMode
     values: dict[str, FactValue]
-    """Only the requested fields. Empty unless ``status == "found"``."""
+    """Only the requested fields (``None`` for an empty cell); in ``verify`` mode only the
+    yes/no answers. Empty when nothing is known."""
     provenance: Provenance
     error_code: str | None = None
     """A stable code when ``status == "error"``: ``ADAPTER_TIMEOUT``, ``ADAPTER_UNAVAILABLE`` …"""
@@ -73,12 +78,12 @@ class AdapterFailure(Exception):
 
 @runtime_checkable
 class Adapter(Protocol):
-    """One shared-data source.
+    """One shared-data source, as its registry catalogue entry declares it.
 
-    ``fields`` maps each field the adapter can answer to its type name (``string``,
-    ``integer``, ``number``, ``boolean``, ``date``). ``lookup`` answers only the fields asked
-    for. In ``verify`` mode the adapter answers yes/no questions (boolean fields) and never
-    returns the underlying data; ``params`` carries the question's parameters (e.g. a city).
+    ``lookup`` is keyed by every key field (a composite key has several). In ``fetch`` mode it
+    returns the requested fields of the one record under the key. In ``verify`` mode it answers
+    each claim yes or no and returns nothing else: ``claims`` maps an answer's name to the
+    field values claimed, or to ``None`` for an answer the catalogue names.
     """
 
     source: str
@@ -94,11 +99,11 @@ class Adapter(Protocol):
 
     def lookup(
         self,
-        key: str,
+        key: Mapping[str, object],
         *,
         fields: Sequence[str],
         mode: LookupMode,
-        params: Mapping[str, str],
+        claims: Mapping[str, ClaimValues | None] | None = None,
         now: dt.datetime,
     ) -> Lookup: ...
 

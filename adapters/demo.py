@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import json
 import random
 from collections.abc import Mapping, Sequence
@@ -13,11 +14,41 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from adapters.files import CSV_COLUMNS
 from engine.dates import age_on
 from engine.privacy import check_digit
 
-__all__ = ["SERVICE", "DemoSummary", "generate_demo_data"]
+__all__ = [
+    "CSV_COLUMNS",
+    "SERVICE",
+    "DemoDataError",
+    "DemoSummary",
+    "demo_fingerprint",
+    "demo_is_current",
+    "generate_demo_data",
+]
+
+CSV_COLUMNS: dict[str, tuple[str, ...]] = {
+    "population.csv": (
+        "record_id", "id_number", "name", "birth_date", "gender", "hukou_city", "hukou_since",
+    ),
+    "education.csv": (
+        "record_id", "certificate_number", "holder_id_number", "holder_name", "degree",
+        "study_mode", "school", "graduation_date",
+    ),
+    "social_insurance.csv": (
+        "record_id", "id_number", "city", "status", "months_contributed",
+        "employer_credit_code", "employer_name",
+    ),
+    "business_registry.csv": (
+        "record_id", "credit_code", "name", "registered_city", "status", "established_date",
+    ),
+    "property.csv": ("record_id", "id_number", "city", "right_type"),
+    "subsidy_history.csv": (
+        "record_id", "id_number", "service", "granted_date", "amount_yuan",
+    ),
+}  # fmt: skip
+"""The files the generator writes for the talent-housing samples (file name -> columns, in
+order). The registry catalogue (``rulesets/registries.yaml``) declares how each is read."""
 
 SERVICE = "talent-housing-subsidy"
 """The service the sample applications apply for."""
@@ -128,6 +159,10 @@ class DemoSummary(BaseModel):
     """How many bulk people were generated with each profile (in generation order)."""
     expected_outcomes: dict[str, int]
     """The bulk applications' expected outcomes (APPROVED, REJECTED, REFERRED)."""
+    services: dict[str, int] = {}
+    """Services whose ``demo/`` folder was merged, with their number of sample applications."""
+    fingerprint: str = ""
+    """A hash of the generator's inputs (see ``demo_fingerprint``)."""
 
 
 @dataclass(frozen=True)
@@ -665,13 +700,23 @@ def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[tuple[str, ...
         writer.writerows(rows)
 
 
-def generate_demo_data(out_dir: Path, *, people: int = 10_000, seed: int = 20161) -> DemoSummary:
-    """Write the six registry CSVs, sample applications and bulk applications into ``out_dir``.
+def generate_demo_data(
+    out_dir: Path,
+    *,
+    people: int = 10_000,
+    seed: int = 20161,
+    rulesets_dir: Path | None = Path("rulesets"),
+) -> DemoSummary:
+    """Write the demo registries, sample applications and bulk applications into ``out_dir``.
 
-    The output is byte-for-byte identical for the same ``people`` and ``seed``. Layout:
-    ``<registry>.csv`` (see ``adapters.files.CSV_COLUMNS``), ``applications/<sample>.json``
-    with ``applications/expected.json`` (sample file name -> expected outcome), and
-    ``applications.jsonl`` (one request body per bulk person, all under the 2016 rules).
+    The output is byte-for-byte identical for the same inputs. Layout: ``<registry>.csv``
+    (see ``CSV_COLUMNS``; the talent-housing people are generated here), plus every
+    service's own demo data from ``<rulesets_dir>/<service>/demo/`` (rows added to the
+    registry files, new registry files, sample applications: data, not code);
+    ``applications/<sample>.json`` with ``applications/expected.json`` (sample file name ->
+    expected outcome); ``applications.jsonl`` (one request body per bulk person, all under the
+    talent-housing 2016 rules); and ``demo.json`` (this summary, with a fingerprint of the
+    inputs so a stale folder can be recognised).
     """
     if people < 0:
         raise ValueError(f"people must be zero or more, got {people}")
@@ -715,12 +760,145 @@ def generate_demo_data(out_dir: Path, *, people: int = 10_000, seed: int = 20161
 
     for file_name, columns in CSV_COLUMNS.items():
         _write_csv(out_dir / file_name, columns, b.tables[file_name])
-    return DemoSummary(
+    services: dict[str, int] = {}
+    if rulesets_dir is not None and rulesets_dir.is_dir():
+        services = _merge_service_demos(out_dir, rulesets_dir)
+        samples.extend(
+            name
+            for name in json.loads((out_dir / "applications" / "expected.json").read_text("utf-8"))
+            if name.removesuffix(".json") not in samples
+        )
+    files = [
+        *CSV_COLUMNS,
+        *sorted(p.name for p in out_dir.glob("*.csv") if p.name not in CSV_COLUMNS),
+    ]
+    rows = {name: _count_rows(out_dir / name) for name in files}
+    summary = DemoSummary(
         seed=seed,
         people=people,
-        rows={name: len(rows) for name, rows in b.tables.items()},
-        samples=tuple(samples),
+        rows=rows,
+        samples=tuple(s.removesuffix(".json") for s in samples),
         bulk_applications=len(lines),
         profiles=profile_counts,
         expected_outcomes=outcome_counts,
+        services=services,
+        fingerprint=demo_fingerprint(rulesets_dir, people=people, seed=seed),
     )
+    _write_json(out_dir / "demo.json", summary.model_dump(mode="json"))
+    return summary
+
+
+def _count_rows(path: Path) -> int:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return sum(1 for _ in csv.reader(handle)) - 1
+
+
+GENERATOR_VERSION = "2"
+"""Bumped whenever the generator's output changes, so stale demo folders are regenerated."""
+
+
+def demo_fingerprint(rulesets_dir: Path | None, *, people: int = 10_000, seed: int = 20161) -> str:
+    """A hash of everything the demo folder is made from (to recognise a stale one)."""
+    digest = hashlib.sha256(f"{GENERATOR_VERSION}:{people}:{seed}".encode())
+    if rulesets_dir is not None and rulesets_dir.is_dir():
+        catalogue = rulesets_dir / "registries.yaml"
+        inputs = sorted(rulesets_dir.glob("*/demo/**/*")) + (
+            [catalogue] if catalogue.is_file() else []
+        )
+        for path in inputs:
+            if path.is_file():
+                digest.update(str(path.relative_to(rulesets_dir)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def demo_is_current(out_dir: Path, rulesets_dir: Path | None) -> bool:
+    """Whether ``out_dir`` holds demo data made from the current inputs."""
+    try:
+        recorded = json.loads((out_dir / "demo.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    people = int(recorded.get("people", 10_000))
+    seed = int(recorded.get("seed", 20161))
+    return bool(
+        recorded.get("fingerprint") == demo_fingerprint(rulesets_dir, people=people, seed=seed)
+    )
+
+
+class DemoDataError(ValueError):
+    """Raised when a service's demo data does not fit the registry files (columns, keys)."""
+
+
+def _merge_service_demos(out_dir: Path, rulesets_dir: Path) -> dict[str, int]:
+    """Add every ``<service>/demo/`` folder's rows and sample applications to ``out_dir``.
+
+    A CSV whose registry file exists adds rows under that file's header (its columns must be
+    a subset); a new file name starts a new registry file. Sample applications are copied
+    and their expectations merged into ``applications/expected.json``.
+    """
+    applications = out_dir / "applications"
+    expected_path = applications / "expected.json"
+    expected = json.loads(expected_path.read_text(encoding="utf-8"))
+    counts: dict[str, int] = {}
+    for demo in sorted(rulesets_dir.glob("*/demo")):
+        service = demo.parent.name
+        for source in sorted(demo.glob("*.csv")):
+            _append_csv(out_dir / source.name, source)
+        samples = 0
+        for app in sorted((demo / "applications").glob("*.json")):
+            if app.name == "expected.json":
+                continue
+            if (applications / app.name).exists():
+                raise DemoDataError(f"{app}: a sample named {app.name} already exists")
+            (applications / app.name).write_bytes(app.read_bytes())
+            samples += 1
+        extra = demo / "applications" / "expected.json"
+        if extra.is_file():
+            for name, entry in json.loads(extra.read_text(encoding="utf-8")).items():
+                if not (applications / name).exists():
+                    raise DemoDataError(f"{extra}: {name} has no application file")
+                expected[name] = entry
+        counts[service] = samples
+    _write_json(expected_path, expected)
+    _check_keys(out_dir, rulesets_dir / "registries.yaml")
+    return counts
+
+
+def _append_csv(target: Path, source: Path) -> None:
+    with source.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = list(reader.fieldnames or [])
+        rows = list(reader)
+    if not target.exists():
+        _write_csv(target, header, [tuple(r[c] for c in header) for r in rows])
+        return
+    with target.open(encoding="utf-8", newline="") as handle:
+        existing = next(csv.reader(handle))
+    extra = [c for c in header if c not in existing]
+    if extra:
+        raise DemoDataError(f"{source}: columns {extra} are not in {target.name} ({existing})")
+    with target.open("a", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        for r in rows:
+            writer.writerow([r.get(c, "") for c in existing])
+
+
+def _check_keys(out_dir: Path, catalogue_path: Path) -> None:
+    """Refuse demo data where two records of a fetch registry share a key."""
+    if not catalogue_path.is_file():
+        return
+    from engine.registries import load_catalogue
+
+    for spec in load_catalogue(catalogue_path):
+        path = out_dir / spec.location
+        if "fetch" not in spec.modes or not path.is_file():
+            continue
+        seen: dict[tuple[str, ...], int] = {}
+        with path.open(encoding="utf-8", newline="") as handle:
+            for line, row in enumerate(csv.DictReader(handle), start=2):
+                key = tuple(row.get(k, "") for k in spec.key)
+                if key in seen:
+                    raise DemoDataError(
+                        f"{path}: rows {seen[key]} and {line} share the key {key} of {spec.id}"
+                    )
+                seen[key] = line

@@ -1,126 +1,312 @@
-"""File-backed shared-data registries: one CSV per registry, indexed in memory for O(1) lookups."""
+"""File-backed registries: any catalogued CSV or Parquet snapshot, indexed in memory by its key.
+
+One class serves every registry the catalogue declares with ``kind: csv`` or ``kind: parquet``.
+The file is read once, its header checked against the declared fields, and every cell
+converted to its declared type; a file that is missing or has a malformed cell is refused
+with a one-line error naming the file, the row and the column. An empty cell is a missing
+value, never an empty string.
+"""
 
 from __future__ import annotations
 
-import abc
 import datetime as dt
-import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
-from typing import ClassVar, Self
 
-from adapters.base import Adapter, AdapterFailure, FactValue, Lookup, LookupMode, Provenance
-from adapters.base import raw_hash as _raw_hash
+from adapters.base import (
+    Adapter,
+    AdapterFailure,
+    ClaimValues,
+    FactValue,
+    Lookup,
+    LookupMode,
+    Provenance,
+    raw_hash,
+)
+from engine.registries import RegistryCatalogue, RegistrySpec, convert_text, parse_claim
 
 __all__ = [
-    "CSV_COLUMNS",
-    "BusinessRegistry",
-    "EducationRegistry",
-    "PopulationRegistry",
-    "PropertyRegistry",
+    "FileRegistry",
+    "LoadedRegistries",
     "RegistryFileError",
-    "SocialInsuranceRegistry",
-    "SubsidyHistoryRegistry",
-    "load_file_registries",
+    "load_registries",
+    "load_registry",
 ]
 
-CSV_COLUMNS: dict[str, tuple[str, ...]] = {
-    "population.csv": (
-        "record_id",
-        "id_number",
-        "name",
-        "birth_date",
-        "gender",
-        "hukou_city",
-        "hukou_since",
-    ),
-    "education.csv": (
-        "record_id",
-        "certificate_number",
-        "holder_id_number",
-        "holder_name",
-        "degree",
-        "study_mode",
-        "school",
-        "graduation_date",
-    ),
-    "social_insurance.csv": (
-        "record_id",
-        "id_number",
-        "city",
-        "status",
-        "months_contributed",
-        "employer_credit_code",
-        "employer_name",
-    ),
-    "business_registry.csv": (
-        "record_id",
-        "credit_code",
-        "name",
-        "registered_city",
-        "status",
-        "established_date",
-    ),
-    "property.csv": ("record_id", "id_number", "city", "right_type"),
-    "subsidy_history.csv": (
-        "record_id",
-        "id_number",
-        "service",
-        "granted_date",
-        "amount_yuan",
-    ),
-}
-"""The layout of every registry file (file name -> columns, in the order the demo writes them).
-
-Each file is UTF-8 with a header row; extra columns are allowed and ignored (but they are part
-of the raw record that ``raw_sha256`` covers).
-"""
-
 _BAD_DATA = "ADAPTER_BAD_DATA"
-_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+_VERSION = "files-2"
+_TYPE_ZH = {
+    "string": "字符串",
+    "integer": "整数",
+    "number": "数字",
+    "boolean": "布尔值",
+    "date": "日期（YYYY-MM-DD）",
+}
 
 RawRow = dict[str, str]
 
 
 class RegistryFileError(Exception):
-    """Raised at load time when a registry CSV file is missing, unreadable or lacks columns."""
+    """Raised at load time when a registry's data file is missing, unreadable or malformed.
 
-    def __init__(self, *, path: Path, problem: str, missing_columns: Sequence[str] = ()) -> None:
+    ``row`` is the line number in a CSV file (the header is line 1) or the record number in a
+    Parquet file; ``column`` the offending column. ``str()`` is one line.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: Path,
+        problem: str,
+        row: int | None = None,
+        column: str | None = None,
+        missing_columns: Sequence[str] = (),
+    ) -> None:
         self.path = path
         self.problem = problem
+        self.row = row
+        self.column = column
         self.missing_columns = tuple(missing_columns)
-        super().__init__(f"{path}: {problem}")
+        where = str(path)
+        if row is not None:
+            where += f":{row}"
+        super().__init__(f"{where}: {problem}")
 
 
-def _to_date(text: str) -> dt.date:
-    return dt.date.fromisoformat(text)
+@dataclass(frozen=True, slots=True)
+class _Row:
+    line: int
+    raw: RawRow
+    typed: dict[str, FactValue]
 
 
-def _to_int(text: str) -> int:
-    if not _INTEGER.match(text):
-        raise ValueError("not an integer")
-    return int(text)
+def _text(v: object) -> str:
+    """A key or claim value as the text a registry cell would hold."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return format(v, "f")
+    return str(v)
 
 
-_CONVERTERS: dict[str, Callable[[str], FactValue]] = {
-    "string": str,
-    "integer": _to_int,
-    "date": _to_date,
-}
+@dataclass
+class FileRegistry:
+    """One catalogued registry served from a snapshot file held in memory."""
+
+    spec: RegistrySpec
+    rows: list[_Row]
+    origin: str = "<memory>"
+    in_memory: bool = True
+    """Answers from memory without blocking: the gatherer calls it inline, no time box."""
+    version: str = _VERSION
+    _index: dict[tuple[object, ...], list[_Row]] = field(default_factory=dict, repr=False)
+    _answers: dict[str, dict[str, object]] = field(default_factory=dict, repr=False)
+
+    source: str = ""
+    """The catalogue id (set from the spec)."""
+
+    def __post_init__(self) -> None:
+        self.source = self.spec.id
+        for row in self.rows:
+            self._index.setdefault(self._row_key(row), []).append(row)
+        types = self.spec.field_types
+        for name, text in self.spec.answers.items():
+            claim = parse_claim(text, fields=types)
+            self._answers[name] = {f: getattr(node, "value", None) for f, node in claim.equals}
+
+    @property
+    def fields(self) -> Mapping[str, str]:
+        """The fields this registry can answer, with their type names."""
+        return self.spec.field_types
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def supports(self, mode: LookupMode) -> bool:
+        return mode in self.spec.modes
+
+    @classmethod
+    def from_rows(
+        cls, spec: RegistrySpec, rows: Sequence[Mapping[str, str]], *, origin: str = "<memory>"
+    ) -> FileRegistry:
+        """A registry from rows of text cells (as read from a file), converted and checked."""
+        return cls(spec, _convert(spec, rows, origin=Path(origin), first_line=2), origin)
+
+    def _row_key(self, row: _Row) -> tuple[object, ...]:
+        return tuple(row.typed.get(k) for k in self.spec.key)
+
+    def _wanted_key(self, key: Mapping[str, object]) -> tuple[object, ...] | None:
+        missing = [k for k in self.spec.key if k not in key]
+        unknown = [k for k in key if k not in self.spec.key]
+        if missing or unknown:
+            raise ValueError(
+                f"登记库 {self.source} 的键为 {', '.join(self.spec.key)} / registry {self.source} "
+                f"is keyed by {', '.join(self.spec.key)}; missing {missing}, unexpected {unknown}"
+            )
+        out: list[object] = []
+        for k in self.spec.key:
+            try:
+                out.append(convert_text(_text(key[k]), self.spec.field_types[k]))
+            except ValueError:
+                return None  # a key that cannot exist in the registry
+        return tuple(out)
+
+    def _provenance(self, rows: Sequence[_Row], *, now: dt.datetime) -> Provenance:
+        rid = self.spec.record_id
+        refs = [r.raw.get(rid, "") if rid else f"row {r.line}" for r in rows]
+        return Provenance(
+            source=self.source,
+            adapter=f"files.{self.spec.kind}",
+            adapter_version=self.version,
+            reference=",".join(refs) or None,
+            retrieved_at=now,
+            raw_sha256=raw_hash([r.raw for r in rows]) if rows else None,
+        )
+
+    def lookup(
+        self,
+        key: Mapping[str, object],
+        *,
+        fields: Sequence[str],
+        mode: LookupMode,
+        claims: Mapping[str, ClaimValues | None] | None = None,
+        now: dt.datetime,
+    ) -> Lookup:
+        """Fetch fields of the record under ``key``, or verify claims about its records.
+
+        Raises ``ValueError`` for a mode, field, key or named answer the registry does not
+        have, and ``AdapterFailure`` (``ADAPTER_BAD_DATA``) when a fetch key matches more than
+        one record.
+        """
+        if not self.supports(mode):
+            raise ValueError(
+                f"登记库 {self.source} 不支持 {mode} 方式 / registry {self.source} does not support "
+                f"mode {mode!r}; supported: {', '.join(self.spec.modes)}"
+            )
+        wanted = self._wanted_key(key)
+        rows = self._index.get(wanted, []) if wanted is not None else []
+        if mode == "verify":
+            return self._verify(rows, fields=fields, claims=claims or {}, now=now)
+        unknown = [f for f in fields if f not in self.spec.fields]
+        if unknown:
+            raise ValueError(
+                f"登记库 {self.source} 没有字段 {', '.join(unknown)} / registry {self.source} has "
+                f"no field(s) {', '.join(repr(f) for f in unknown)}; available: "
+                f"{', '.join(self.spec.fields)}"
+            )
+        if not rows:
+            return Lookup(
+                status="not_found", mode=mode, values={}, provenance=self._provenance([], now=now)
+            )
+        if len(rows) > 1:
+            lines = ", ".join(str(r.line) for r in rows)
+            raise AdapterFailure(
+                code=_BAD_DATA,
+                message=f"{self.origin} 第{lines}行的键重复 / rows {lines} share the key "
+                f"({', '.join(self.spec.key)}); the record is ambiguous",
+            )
+        row = rows[0]
+        return Lookup(
+            status="found",
+            mode=mode,
+            values={f: row.typed.get(f) for f in fields},
+            provenance=self._provenance(rows, now=now),
+        )
+
+    def _verify(
+        self,
+        rows: Sequence[_Row],
+        *,
+        fields: Sequence[str],
+        claims: Mapping[str, ClaimValues | None],
+        now: dt.datetime,
+    ) -> Lookup:
+        answers: dict[str, FactValue] = {}
+        for name in fields:
+            claim = claims.get(name)
+            if claim is None:
+                if name not in self._answers:
+                    raise ValueError(
+                        f"登记库 {self.source} 没有名为 {name} 的核验答案 / registry {self.source} "
+                        f"has no named answer {name!r}; answers: {', '.join(self._answers)}"
+                    )
+                claim = self._answers[name]
+            for f in claim:
+                if f not in self.spec.fields:
+                    raise ValueError(f"registry {self.source} has no field {f!r}")
+            answers[name] = any(self._holds(row, claim) for row in rows)
+        if not rows and self.spec.no_record == "unknown":
+            return Lookup(
+                status="not_found",
+                mode="verify",
+                values={},
+                provenance=self._provenance([], now=now),
+            )
+        return Lookup(
+            status="found",
+            mode="verify",
+            values=answers,
+            provenance=self._provenance(rows, now=now),
+        )
+
+    def _holds(self, row: _Row, claim: ClaimValues) -> bool:
+        types = self.spec.field_types
+        for f, claimed in claim.items():
+            have = row.typed.get(f)
+            if have is None:
+                return False
+            try:
+                want = convert_text(_text(claimed), types[f])
+            except ValueError:
+                return False
+            if have != want:
+                return False
+        return True
 
 
-def _read_csv(path: Path, *, columns: Sequence[str]) -> list[RawRow]:
-    """All rows of ``path`` as dicts of strings (empty cells are ``''``), after checking columns."""
+def _convert(
+    spec: RegistrySpec, rows: Iterable[Mapping[str, str]], *, origin: Path, first_line: int
+) -> list[_Row]:
+    """Typed rows; the first malformed cell raises ``RegistryFileError`` naming row and column."""
+    types = spec.field_types
+    out: list[_Row] = []
+    for n, raw in enumerate(rows):
+        line = first_line + n
+        typed: dict[str, FactValue] = {}
+        for column, type_name in types.items():
+            cell = raw.get(column, "")
+            if cell is None or cell.strip() == "":
+                continue
+            try:
+                typed[column] = convert_text(cell, type_name)  # type: ignore[assignment]
+            except ValueError:
+                raise RegistryFileError(
+                    path=origin,
+                    row=line,
+                    column=column,
+                    problem=f"第{line}行 {column} 列不是有效的{_TYPE_ZH[type_name]}：{cell!r} / "
+                    f"row {line}, column {column}: not a valid {type_name}: {cell!r}",
+                ) from None
+        out.append(_Row(line, dict(raw), typed))
+    return out
+
+
+def _required_columns(spec: RegistrySpec) -> list[str]:
+    cols = list(spec.fields)
+    if spec.record_id and spec.record_id not in cols:
+        cols.insert(0, spec.record_id)
+    return cols
+
+
+def _read_csv(path: Path, spec: RegistrySpec) -> list[RawRow]:
     import pandas as pd  # heavy: imported only when a registry is loaded
 
-    if not path.is_file():
-        raise RegistryFileError(
-            path=path,
-            problem=f"找不到登记库文件 / registry file not found (expected columns: "
-            f"{', '.join(columns)})",
-            missing_columns=columns,
-        )
+    columns = _required_columns(spec)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
@@ -130,10 +316,39 @@ def _read_csv(path: Path, *, columns: Sequence[str]) -> list[RawRow]:
             f"{', '.join(columns)}",
             missing_columns=columns,
         ) from None
-    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+    except UnicodeDecodeError as exc:
         raise RegistryFileError(
-            path=path, problem=f"无法解析CSV / cannot parse the CSV file: {exc}"
-        ) from exc
+            path=path, problem=f"文件不是UTF-8编码 / not UTF-8 (byte {exc.start})"
+        ) from None
+    except pd.errors.ParserError as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "parse error"
+        raise RegistryFileError(
+            path=path, problem=f"无法解析CSV / cannot parse the CSV file: {detail}"
+        ) from None
+    present = [str(c) for c in frame.columns]
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise RegistryFileError(
+            path=path,
+            row=1,
+            problem=f"表头缺少列 / the header lacks column(s): {', '.join(missing)} "
+            f"(found: {', '.join(present) or 'none'})",
+            missing_columns=missing,
+        )
+    return [{str(k): str(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def _read_parquet(path: Path, spec: RegistrySpec) -> list[RawRow]:
+    import pandas as pd
+
+    columns = _required_columns(spec)
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many kinds for a damaged file
+        first = (str(exc).strip().splitlines() or ["unreadable"])[0][:200]
+        raise RegistryFileError(
+            path=path, problem=f"无法读取Parquet文件 / cannot read the Parquet file: {first}"
+        ) from None
     present = [str(c) for c in frame.columns]
     missing = [c for c in columns if c not in present]
     if missing:
@@ -143,355 +358,67 @@ def _read_csv(path: Path, *, columns: Sequence[str]) -> list[RawRow]:
             f"(found: {', '.join(present) or 'none'})",
             missing_columns=missing,
         )
-    records: list[RawRow] = [
-        {str(k): str(v) for k, v in row.items()} for row in frame.to_dict(orient="records")
-    ]
-    return records
+    out: list[RawRow] = []
+    for record in frame.to_dict(orient="records"):
+        out.append({str(k): _cell_text(v) for k, v in record.items()})
+    return out
 
 
-@dataclass(frozen=True, slots=True)
-class _Row:
-    """One registry record: the raw strings, the typed fields, and any conversion problem."""
+def _cell_text(v: object) -> str:
+    """A Parquet cell as registry text: dates ISO, numbers in their shortest decimal form."""
+    import pandas as pd
 
-    line: int
-    raw: RawRow
-    typed: dict[str, FactValue]
-    problem: str | None
+    if v is None or (not isinstance(v, str | bytes | list) and bool(pd.isna(v))):
+        return ""
+    if isinstance(v, pd.Timestamp | dt.datetime):
+        return v.date().isoformat()
+    return _text(v)
 
 
-class _FileRegistry(abc.ABC):
-    """Shared machinery: column checks, typed conversion, argument validation, provenance."""
-
-    source: str
-    version: str = "files-1"
-    file_name: ClassVar[str]
-    key_column: ClassVar[str]
-    modes: ClassVar[tuple[LookupMode, ...]]
-    field_types: ClassVar[Mapping[str, str]]
-    """Answerable fields and their type names."""
-    column_types: ClassVar[Mapping[str, str]]
-    """Typed (non-string) columns converted at load time."""
-    required_params: ClassVar[tuple[str, ...]] = ()
-    in_memory: ClassVar[bool] = True
-    """Answers from memory without blocking: the gatherer calls it inline, no time box needed."""
-
-    def __init__(self, rows: Sequence[Mapping[str, str]], *, origin: str = "<memory>") -> None:
-        self.origin = origin
-        columns = CSV_COLUMNS[self.file_name]
-        if rows:
-            missing = [c for c in columns if c not in rows[0]]
-            if missing:
-                raise RegistryFileError(
-                    path=Path(origin),
-                    problem=f"缺少列 / missing column(s): {', '.join(missing)}",
-                    missing_columns=missing,
-                )
-        self._rows: list[_Row] = [
-            self._convert(line=i + 2, raw=dict(r)) for i, r in enumerate(rows)
-        ]
-        self._index: dict[str, list[_Row]] = {}
-        for row in self._rows:
-            self._index.setdefault(row.raw[self.key_column], []).append(row)
-
-    @classmethod
-    def from_csv(cls, path: Path) -> Self:
-        """Load the registry from its CSV file (see ``CSV_COLUMNS``)."""
-        return cls(_read_csv(path, columns=CSV_COLUMNS[cls.file_name]), origin=str(path))
-
-    def _convert(self, *, line: int, raw: RawRow) -> _Row:
-        typed: dict[str, FactValue] = {}
-        problem: str | None = None
-        for column, type_name in self.column_types.items():
-            try:
-                typed[column] = _CONVERTERS[type_name](raw[column])
-            except ValueError:
-                problem = (
-                    f"{self.origin} 第{line}行 {column} 列不是有效的{type_name} / "
-                    f"line {line}, column {column}: not a valid {type_name}"
-                )
-                break
-        return _Row(line=line, raw=raw, typed=typed, problem=problem)
-
-    @abc.abstractmethod
-    def lookup(
-        self,
-        key: str,
-        *,
-        fields: Sequence[str],
-        mode: LookupMode,
-        params: Mapping[str, str],
-        now: dt.datetime,
-    ) -> Lookup:
-        """Answer the requested ``fields`` for ``key`` (implemented by each kind of registry)."""
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(origin={self.origin!r}, records={len(self._rows)})"
-
-    @property
-    def fields(self) -> Mapping[str, str]:
-        """The fields this registry can answer, with their type names."""
-        return dict(self.field_types)
-
-    def supports(self, mode: LookupMode) -> bool:
-        """Whether the registry answers in ``mode`` (``fetch`` returns data, ``verify`` yes/no)."""
-        return mode in self.modes
-
-    def _check_request(
-        self, *, fields: Sequence[str], mode: LookupMode, params: Mapping[str, str]
-    ) -> None:
-        name = type(self).__name__
-        if not self.supports(mode):
-            raise ValueError(
-                f"{name}（{self.source}）不支持 {mode} 方式 / {name} ({self.source}) does not "
-                f"support mode {mode!r}; supported: {', '.join(self.modes)}"
-            )
-        unknown = [f for f in fields if f not in self.field_types]
-        if unknown:
-            raise ValueError(
-                f"{name}（{self.source}）没有字段 {', '.join(unknown)} / {name} ({self.source}) "
-                f"has no field(s) {', '.join(repr(f) for f in unknown)}; available: "
-                f"{', '.join(self.field_types)}"
-            )
-        missing = [p for p in self.required_params if not params.get(p)]
-        extra = [p for p in params if p not in self.required_params]
-        if missing or extra:
-            raise ValueError(
-                f"{name}（{self.source}）参数错误 / {name} ({self.source}) expects params "
-                f"{list(self.required_params)}; missing {missing}, unexpected {extra}"
-            )
-
-    def _provenance(self, rows: Sequence[_Row], *, now: dt.datetime, hashed: bool) -> Provenance:
-        reference = ",".join(r.raw["record_id"] for r in rows) or None
-        return Provenance(
-            source=self.source,
-            adapter=f"files.{type(self).__name__}",
-            adapter_version=self.version,
-            reference=reference,
-            retrieved_at=now,
-            raw_sha256=_raw_hash([r.raw for r in rows]) if hashed else None,
+def load_registry(spec: RegistrySpec, data_dir: Path) -> FileRegistry:
+    """Load one catalogued file registry from ``data_dir``; raise ``RegistryFileError``."""
+    path = Path(spec.location)
+    if not path.is_absolute():
+        path = data_dir / path
+    if not path.is_file():
+        raise RegistryFileError(
+            path=path,
+            problem=f"找不到登记库 {spec.id}（{spec.name.zh}）的数据文件 / data file of registry "
+            f"{spec.id} not found",
         )
-
-    def _fail_on_bad_rows(self, rows: Sequence[_Row]) -> None:
-        for row in rows:
-            if row.problem is not None:
-                raise AdapterFailure(code=_BAD_DATA, message=row.problem)
-
-
-class _FetchRegistry(_FileRegistry):
-    """A registry with at most one record per key that returns the record's fields."""
-
-    modes = ("fetch",)
-
-    def lookup(
-        self,
-        key: str,
-        *,
-        fields: Sequence[str],
-        mode: LookupMode,
-        params: Mapping[str, str],
-        now: dt.datetime,
-    ) -> Lookup:
-        """The requested fields of the record keyed ``key``, or ``not_found``.
-
-        Raises ``ValueError`` for a field or mode the registry does not have, and
-        ``AdapterFailure`` (``ADAPTER_BAD_DATA``) when the matching record is malformed or
-        the key matches more than one record.
-        """
-        self._check_request(fields=fields, mode=mode, params=params)
-        rows = self._index.get(key, [])
-        if not rows:
-            return Lookup(
-                status="not_found",
-                mode=mode,
-                values={},
-                provenance=self._provenance(rows, now=now, hashed=False),
-            )
-        if len(rows) > 1:
-            lines = ", ".join(str(r.line) for r in rows)
-            raise AdapterFailure(
-                code=_BAD_DATA,
-                message=f"{self.origin} 第{lines}行的 {self.key_column} 重复 / lines {lines} "
-                f"share the same {self.key_column}; the record is ambiguous",
-            )
-        self._fail_on_bad_rows(rows)
-        row = rows[0]
-        values: dict[str, FactValue] = {
-            f: row.typed[f] if f in row.typed else row.raw[f] for f in fields
-        }
-        return Lookup(
-            status="found",
-            mode=mode,
-            values=values,
-            provenance=self._provenance(rows, now=now, hashed=True),
-        )
+    if spec.kind == "csv":
+        raw = _read_csv(path, spec)
+        first = 2
+    else:
+        raw = _read_parquet(path, spec)
+        first = 1
+    return FileRegistry(spec, _convert(spec, raw, origin=path, first_line=first), str(path))
 
 
-class _VerifyRegistry(_FileRegistry):
-    """A registry that answers yes/no questions and never returns the underlying records.
+@dataclass(frozen=True)
+class LoadedRegistries:
+    """The registries that loaded, and a one-line problem for each that did not."""
 
-    The registry is authoritative: a person with no matching record gets ``found`` with every
-    answer ``False`` (a verified negative), and the hash of the empty record list.
-    """
-
-    modes = ("verify",)
-
-    @abc.abstractmethod
-    def _select(self, rows: Sequence[_Row], params: Mapping[str, str]) -> list[_Row]:
-        """The person's rows that the question is about (e.g. those in the asked-for city)."""
-
-    @abc.abstractmethod
-    def _answers(self, rows: Sequence[_Row]) -> dict[str, bool]:
-        """The yes/no answers derived from those rows."""
-
-    def lookup(
-        self,
-        key: str,
-        *,
-        fields: Sequence[str],
-        mode: LookupMode,
-        params: Mapping[str, str],
-        now: dt.datetime,
-    ) -> Lookup:
-        """Boolean answers for ``key`` given ``params``; only the requested answers are returned.
-
-        Raises ``ValueError`` for a field, mode or parameter the registry does not have, and
-        ``AdapterFailure`` (``ADAPTER_BAD_DATA``) when a matching record is malformed.
-        """
-        self._check_request(fields=fields, mode=mode, params=params)
-        rows = self._select(self._index.get(key, []), params)
-        self._fail_on_bad_rows(rows)
-        answers = self._answers(rows)
-        values: dict[str, FactValue] = {f: answers[f] for f in fields}
-        return Lookup(
-            status="found",
-            mode=mode,
-            values=values,
-            provenance=self._provenance(rows, now=now, hashed=True),
-        )
+    adapters: dict[str, Adapter]
+    problems: dict[str, str]
+    counts: dict[str, int]
 
 
-class PopulationRegistry(_FetchRegistry):
-    """人口库: birth date, gender and household registration (户籍), keyed by resident ID number."""
-
-    source = "population"
-    file_name = "population.csv"
-    key_column = "id_number"
-    field_types: ClassVar[Mapping[str, str]] = {
-        "birth_date": "date",
-        "hukou_city": "string",
-        "hukou_since": "date",
-        "gender": "string",
-    }
-    column_types: ClassVar[Mapping[str, str]] = {"birth_date": "date", "hukou_since": "date"}
-
-
-class EducationRegistry(_FetchRegistry):
-    """学历库: degree certificates, keyed by certificate number."""
-
-    source = "education"
-    file_name = "education.csv"
-    key_column = "certificate_number"
-    field_types: ClassVar[Mapping[str, str]] = {
-        "holder_id_number": "string",
-        "degree": "string",
-        "study_mode": "string",
-        "school": "string",
-        "graduation_date": "date",
-    }
-    column_types: ClassVar[Mapping[str, str]] = {"graduation_date": "date"}
+def load_registries(catalogue: RegistryCatalogue, data_dir: Path) -> LoadedRegistries:
+    """Load every registry of the catalogue; one that cannot load is reported, not fatal."""
+    adapters: dict[str, Adapter] = {}
+    problems: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for spec in catalogue:
+        try:
+            registry = load_registry(spec, data_dir)
+        except RegistryFileError as exc:
+            problems[spec.id] = str(exc)
+            continue
+        adapters[spec.id] = registry
+        counts[spec.id] = len(registry)
+    return LoadedRegistries(adapters, problems, counts)
 
 
-class SocialInsuranceRegistry(_FetchRegistry):
-    """社保库: current social-insurance contributions and employer, keyed by resident ID number."""
-
-    source = "social_insurance"
-    file_name = "social_insurance.csv"
-    key_column = "id_number"
-    field_types: ClassVar[Mapping[str, str]] = {
-        "city": "string",
-        "status": "string",
-        "months_contributed": "integer",
-        "employer_credit_code": "string",
-        "employer_name": "string",
-    }
-    column_types: ClassVar[Mapping[str, str]] = {"months_contributed": "integer"}
-
-
-class BusinessRegistry(_FetchRegistry):
-    """市场主体登记库: company registration, keyed by unified social credit code."""
-
-    source = "business_registry"
-    file_name = "business_registry.csv"
-    key_column = "credit_code"
-    field_types: ClassVar[Mapping[str, str]] = {
-        "registered_city": "string",
-        "status": "string",
-        "name": "string",
-        "established_date": "date",
-    }
-    column_types: ClassVar[Mapping[str, str]] = {"established_date": "date"}
-
-
-class PropertyRegistry(_VerifyRegistry):
-    """不动产登记库 (verify only): does the person own, or rent public, housing in a city?"""
-
-    source = "property"
-    file_name = "property.csv"
-    key_column = "id_number"
-    field_types: ClassVar[Mapping[str, str]] = {
-        "owns_housing": "boolean",
-        "rents_public_housing": "boolean",
-    }
-    column_types: ClassVar[Mapping[str, str]] = {}
-    required_params = ("city",)
-
-    def _select(self, rows: Sequence[_Row], params: Mapping[str, str]) -> list[_Row]:
-        return [r for r in rows if r.raw["city"] == params["city"]]
-
-    def _answers(self, rows: Sequence[_Row]) -> dict[str, bool]:
-        return {
-            "owns_housing": any(r.raw["right_type"] == "产权" for r in rows),
-            "rents_public_housing": any(r.raw["right_type"] == "公共住房承租" for r in rows),
-        }
-
-
-class SubsidyHistoryRegistry(_VerifyRegistry):
-    """补贴发放记录 (verify only): has the person received a given service's subsidy before?"""
-
-    source = "subsidy_history"
-    file_name = "subsidy_history.csv"
-    key_column = "id_number"
-    field_types: ClassVar[Mapping[str, str]] = {"received_before": "boolean"}
-    column_types: ClassVar[Mapping[str, str]] = {}
-    required_params = ("service",)
-
-    def _select(self, rows: Sequence[_Row], params: Mapping[str, str]) -> list[_Row]:
-        return [r for r in rows if r.raw["service"] == params["service"]]
-
-    def _answers(self, rows: Sequence[_Row]) -> dict[str, bool]:
-        return {"received_before": bool(rows)}
-
-
-_REGISTRIES: tuple[type[_FileRegistry], ...] = (
-    PopulationRegistry,
-    EducationRegistry,
-    SocialInsuranceRegistry,
-    BusinessRegistry,
-    PropertyRegistry,
-    SubsidyHistoryRegistry,
-)
-
-
-def load_file_registries(data_dir: Path) -> dict[str, Adapter]:
-    """Load all six registries from ``data_dir``, keyed by source name.
-
-    Raises ``RegistryFileError`` naming the file and the missing columns when a file is
-    missing or incomplete.
-    """
-    loaded: dict[str, Adapter] = {}
-    for registry in _REGISTRIES:
-        loaded[registry.source] = registry.from_csv(data_dir / registry.file_name)
-    return loaded
+def describe(loaded: LoadedRegistries) -> str:  # pragma: no cover - used interactively
+    return json.dumps({"loaded": loaded.counts, "problems": loaded.problems}, ensure_ascii=False)

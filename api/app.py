@@ -14,12 +14,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
-from adapters.files import load_file_registries
 from api.access import access_token, token_matches
+from api.deployment import Deployment, load_deployment
 from api.logging import configure_logging
 from api.service import DecisionRequest, DecisionService, RequestRejected, request_sha256
 from api.settings import DEV_PSEUDONYM_KEY, Settings
-from engine import RulesetCatalog
 from explanations import (
     DecisionResponse,
     DecisionStore,
@@ -127,13 +126,19 @@ def create_app(
     """Build the service from ``settings`` (read from the environment when not given)."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
+    deployment: Deployment | None = None
     if service is None:
-        catalog = RulesetCatalog.load(settings.rulesets_dir)
+        deployment = load_deployment(
+            rulesets_dir=settings.rulesets_dir,
+            data_dir=settings.data_dir,
+            registries=settings.registries,
+        )
         store = DecisionStore(settings.database_url)
         store.create_schema()
         service = DecisionService(
-            catalog=catalog,
-            adapters=load_file_registries(settings.data_dir),
+            catalog=deployment.rulesets,
+            adapters=deployment.adapters,
+            registries=deployment.registries,
             store=store,
             pseudonym_key=settings.pseudonym_key,
             adapter_timeout_s=settings.adapter_timeout_s,
@@ -203,11 +208,17 @@ def create_app(
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "rulesets": len(list(svc.catalog)),
-            "decisions": svc.store.count() if svc.store else None,
-        }
+        """Which registries loaded and which rulesets can decide (``degraded`` if any cannot)."""
+        if deployment is not None:
+            body = deployment.health()
+        else:
+            rulesets = svc.catalog.status()
+            body = {
+                "status": "ok" if all(r["servable"] for r in rulesets) else "degraded",
+                "rulesets": rulesets,
+            }
+        body["decisions"] = svc.store.count() if svc.store else None
+        return body
 
     @app.post(
         "/v1/decisions",
@@ -221,6 +232,11 @@ def create_app(
             422: {
                 "model": ErrorBody,
                 "description": "invalid fields, no version in force, key reused",
+            },
+            503: {
+                "model": ErrorBody,
+                "description": "the service cannot decide now: its ruleset or a registry it "
+                "needs is not available (see /healthz); nothing is stored",
             },
         },
     )

@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -23,20 +23,26 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
 
 DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="registry CSV folder [env MIAOPI_DATA_DIR]")
+    Path | None, typer.Option("--data-dir", help="registry data folder [env MIAOPI_DATA_DIR]")
 ]
 Rulesets = Annotated[
     Path | None, typer.Option("--rulesets", help="rulesets folder [env MIAOPI_RULESETS_DIR]")
 ]
+Registries = Annotated[
+    Path | None,
+    typer.Option(
+        "--registries",
+        help="registry catalogue file [env MIAOPI_REGISTRIES; default: registries.yaml beside "
+        "the rulesets, or in a folder above the file checked]",
+    ),
+]
 DbUrl = Annotated[Optional[str], typer.Option("--database-url", help="[env DATABASE_URL]")]  # noqa: UP045
 
 
-def _settings(
-    data_dir: Path | None = None, rulesets: Path | None = None, database_url: str | None = None
-) -> object:
+def _settings(**overrides: object) -> Any:
     from api.settings import Settings
 
-    return Settings.from_env(data_dir=data_dir, rulesets_dir=rulesets, database_url=database_url)
+    return Settings.from_env(**overrides)
 
 
 @app.command()
@@ -46,26 +52,30 @@ def serve(
     workers: int = typer.Option(1, help="processes; durable_rules runs on one thread per process"),
     data_dir: DataDir = None,
     rulesets: Rulesets = None,
+    registries: Registries = None,
     database_url: DbUrl = None,
     demo: bool = typer.Option(
-        False, "--demo", help="generate the demo registries first if the data folder is empty"
+        False, "--demo", help="(re)generate the demo registries first unless they are current"
     ),
 ) -> None:
     """Run the HTTP service (uvicorn)."""
     import uvicorn
 
-    from api.settings import Settings
-
-    settings = Settings.from_env(
-        data_dir=data_dir, rulesets_dir=rulesets, database_url=database_url
+    settings = _settings(
+        data_dir=data_dir, rulesets_dir=rulesets, registries=registries, database_url=database_url
     )
-    if demo and not (settings.data_dir / "population.csv").exists():
-        from adapters.demo import generate_demo_data
+    if demo:
+        from adapters.demo import demo_is_current, generate_demo_data
 
-        typer.echo(f"生成演示数据 / generating demo registries in {settings.data_dir} …", err=True)
-        generate_demo_data(settings.data_dir)
+        if not demo_is_current(settings.data_dir, settings.rulesets_dir):
+            typer.echo(
+                f"生成演示数据 / generating demo registries in {settings.data_dir} …", err=True
+            )
+            generate_demo_data(settings.data_dir, rulesets_dir=settings.rulesets_dir)
     os.environ["MIAOPI_DATA_DIR"] = str(settings.data_dir)
     os.environ["MIAOPI_RULESETS_DIR"] = str(settings.rulesets_dir)
+    if settings.registries is not None:
+        os.environ["MIAOPI_REGISTRIES"] = str(settings.registries)
     os.environ["DATABASE_URL"] = settings.database_url
     uvicorn.run(
         "api.main:app", host=host, port=port, workers=workers, log_level="warning", access_log=False
@@ -77,34 +87,43 @@ def decide(
     file: Path,
     data_dir: DataDir = None,
     rulesets: Rulesets = None,
+    registries: Registries = None,
     text: bool = typer.Option(True, help="print the plain-language explanation too"),
 ) -> None:
     """Decide one application JSON file without storing it (a dry run)."""
     import pydantic
 
-    from adapters.files import load_file_registries
+    from api.deployment import load_deployment
+    from api.logging import configure_logging
     from api.service import DecisionRequest, DecisionService, RequestRejected
-    from api.settings import Settings
-    from engine import RulesetCatalog
     from explanations import render_text
 
-    settings = Settings.from_env(data_dir=data_dir, rulesets_dir=rulesets)
+    configure_logging("ERROR")
+    settings = _settings(data_dir=data_dir, rulesets_dir=rulesets, registries=registries)
     try:
         body = json.loads(file.read_text(encoding="utf-8"))
         request = DecisionRequest.model_validate(body)
     except (OSError, ValueError, pydantic.ValidationError) as exc:
         typer.echo(f"无法读取申请 / cannot read the application {file}: {exc}", err=True)
         raise typer.Exit(2) from None
+    deployment = load_deployment(
+        rulesets_dir=settings.rulesets_dir,
+        data_dir=settings.data_dir,
+        registries=settings.registries,
+    )
     service = DecisionService(
-        catalog=RulesetCatalog.load(settings.rulesets_dir),
-        adapters=load_file_registries(settings.data_dir),
+        catalog=deployment.rulesets,
+        adapters=deployment.adapters,
+        registries=deployment.registries,
         store=None,
         pseudonym_key=settings.pseudonym_key,
     )
     try:
         response, record = service.decide_unstored(request)
     except RequestRejected as exc:
-        typer.echo(f"{exc.message_zh} / {exc.message_en} {exc.fields or ''}", err=True)
+        typer.echo(f"{exc.message_zh} / {exc.message_en}", err=True)
+        for f in exc.fields:
+            typer.echo(f"  {'.'.join(str(p) for p in f.get('loc', []))}: {f.get('msg')}", err=True)
         raise typer.Exit(2) from None
     finally:
         service.close()
@@ -113,50 +132,218 @@ def decide(
         typer.echo("\n" + render_text(record, lang="zh"))
 
 
-@ruleset_app.command("validate")
-def ruleset_validate(path: Path) -> None:
-    """Check a ruleset file, or every ruleset in a folder; errors name file:line:column."""
-    from engine import RulesetCatalog, RulesetInvalid, load_ruleset
+def _catalogue(path: Path, registries: Path | None) -> Any:
+    """The registry catalogue to check ``path`` against, or ``None`` (with a note) if none."""
+    from engine import RulesetInvalid
+    from engine.registries import find_catalogue, load_catalogue
 
+    explicit = registries or (
+        Path(os.environ["MIAOPI_REGISTRIES"]) if os.environ.get("MIAOPI_REGISTRIES") else None
+    )
+    found = (
+        explicit
+        or find_catalogue(path)
+        or (
+            Path("rulesets/registries.yaml") if Path("rulesets/registries.yaml").is_file() else None
+        )
+    )
+    if found is None:
+        typer.echo(
+            "注意：未找到登记库目录，证据未与目录核对 / note: no registry catalogue found; "
+            "evidence is not checked against one (use --registries)",
+            err=True,
+        )
+        return None
     try:
-        if path.is_dir():
-            catalog = RulesetCatalog.load(path)
-            loaded = list(catalog)
-        else:
-            loaded = [load_ruleset(path)]
+        return load_catalogue(found)
     except RulesetInvalid as exc:
         for err in exc.errors:
             typer.echo(str(err), err=True)
-        typer.echo(f"{len(exc.errors)} 个错误 / error(s)", err=True)
+        typer.echo("登记库目录有误 / the registry catalogue is invalid", err=True)
         raise typer.Exit(1) from None
+
+
+def _load_all(path: Path, registries: Path | None) -> tuple[list[Any], list[Any]]:
+    """Every ruleset file at ``path`` (a file, or any folder), loaded; and the errors."""
+    from engine import RulesetInvalid, load_ruleset
+    from engine.catalog import ruleset_files
+
+    if not path.exists():
+        typer.echo(f"找不到 / not found: {path}", err=True)
+        raise typer.Exit(2)
+    files = [path] if path.is_file() else ruleset_files(path)
+    if not files:
+        typer.echo(
+            f"{path} 下没有规则集文件（*.yaml） / no ruleset files (*.yaml) under {path}", err=True
+        )
+        raise typer.Exit(1)
+    sources = _catalogue(path, registries)
+    loaded, errors = [], []
+    for f in files:
+        try:
+            loaded.append(load_ruleset(f, sources=sources))
+        except RulesetInvalid as exc:
+            errors.extend(exc.errors)
+    return loaded, errors
+
+
+def _naming_notes(rs: Any) -> list[str]:
+    """Where a file would not be served under its current name or folder."""
+    notes = []
+    p = Path(rs.path)
+    if rs.doc.status != "draft" and p.stem != rs.version:
+        notes.append(
+            f"注意：{p.name} 须命名为 {rs.version}.yaml 才会提供服务 / note: served only as "
+            f"{rs.version}.yaml"
+        )
+    if rs.doc.status != "draft" and p.parent.name != rs.service:
+        notes.append(
+            f"注意：须放在 {rs.service}/ 文件夹中才会提供服务 / note: served only from a folder "
+            f"named {rs.service}/"
+        )
+    return notes
+
+
+@ruleset_app.command("validate")
+def ruleset_validate(path: Path, registries: Registries = None) -> None:
+    """Check a ruleset file (a draft may have any name) or every ruleset in any folder.
+
+    Errors name file:line:column; evidence is checked against the registry catalogue.
+    """
+    from engine import RulesetCatalog, RulesetInvalid
+    from engine.registries import CATALOGUE_FILE
+
+    if path.is_dir() and (path / CATALOGUE_FILE).is_file():
+        catalogue = _catalogue(path / CATALOGUE_FILE, registries)
+        if catalogue is not None:
+            typer.echo(f"OK {catalogue.path}: {len(catalogue)} 个登记库 / registries")
+    loaded, errors = _load_all(path, registries)
+    try:
+        RulesetCatalog(loaded)
+    except RulesetInvalid as exc:
+        errors.extend(exc.errors)
+    for err in sorted(errors, key=lambda e: (e.file, e.line or 0, e.column or 0)):
+        typer.echo(str(err), err=True)
     for rs in loaded:
         typer.echo(f"OK {rs.key} {rs.doc.status} {rs.content_hash} ({len(rs.criteria)} criteria)")
+        for note in _naming_notes(rs):
+            typer.echo(f"   {note}")
+    if errors:
+        typer.echo(f"{len(errors)} 个错误 / error(s)", err=True)
+        raise typer.Exit(1)
 
 
 @ruleset_app.command("test")
-def ruleset_test(path: Path) -> None:
-    """Run the named examples of a ruleset file (or all in a folder) on both evaluators."""
-    from engine import RulesetCatalog, RulesetInvalid, load_ruleset
+def ruleset_test(
+    path: Path,
+    registries: Registries = None,
+    coverage: bool = typer.Option(
+        False, "--coverage", help="report criteria never PASS/FAIL/UNKNOWN and rules never matched"
+    ),
+) -> None:
+    """Run the named examples of a ruleset file (or all in any folder) on both evaluators."""
+    from engine.coverage import measure, render
     from engine.examples import run_examples
 
-    try:
-        rulesets = list(RulesetCatalog.load(path)) if path.is_dir() else [load_ruleset(path)]
-    except RulesetInvalid as exc:
-        for err in exc.errors:
-            typer.echo(str(err), err=True)
-        raise typer.Exit(1) from None
+    loaded, errors = _load_all(path, registries)
+    for err in errors:
+        typer.echo(str(err), err=True)
     passed = failed = 0
-    for rs in rulesets:
-        for result in run_examples(rs):
+    reports = []
+    for rs in loaded:
+        results = run_examples(rs)
+        if not results:
+            typer.echo(f"---- {rs.key}: 无测试 / no tests")
+        for result in results:
             mark = "PASS" if result.ok else "FAIL"
             typer.echo(f"{mark} {rs.key}: {result.name}")
             for problem in result.problems:
                 typer.echo(f"     {problem}")
             passed += result.ok
             failed += not result.ok
-    typer.echo(f"{passed} passed, {failed} failed")
-    if failed or not passed:
+        if coverage:
+            reports.append(render(measure(rs, results)))
+    if reports:
+        typer.echo("")
+        typer.echo("\n\n".join(reports))
+    typer.echo(f"{passed} passed, {failed} failed" + (f", {len(errors)} invalid" if errors else ""))
+    if failed or errors or not passed:
         raise typer.Exit(1)
+
+
+@ruleset_app.command("diff")
+def ruleset_diff(old: Path, new: Path, registries: Registries = None) -> None:
+    """What changed from OLD to NEW (criteria, parameters, tables, outputs), in words."""
+    from engine import RulesetInvalid, load_ruleset
+    from engine.diff import diff_rulesets
+
+    docs = []
+    for p in (old, new):
+        try:
+            docs.append(load_ruleset(p, sources=_catalogue(p, registries)).doc)
+        except (RulesetInvalid, OSError) as exc:
+            for err in getattr(exc, "errors", [exc]):
+                typer.echo(str(err), err=True)
+            raise typer.Exit(1) from None
+    typer.echo(diff_rulesets(docs[0], docs[1]))
+
+
+@ruleset_app.command("list")
+def ruleset_list(
+    rulesets: Rulesets = None,
+    data_dir: DataDir = None,
+    registries: Registries = None,
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Every ruleset and registry as the service would load them: servable or not, and why."""
+    from api.deployment import load_deployment
+    from api.logging import configure_logging
+
+    configure_logging("CRITICAL")
+    settings = _settings(data_dir=data_dir, rulesets_dir=rulesets, registries=registries)
+    deployment = load_deployment(
+        rulesets_dir=settings.rulesets_dir,
+        data_dir=settings.data_dir,
+        registries=settings.registries,
+    )
+    health = deployment.health()
+    if as_json:
+        typer.echo(json.dumps(health, ensure_ascii=False, indent=2))
+        return
+    typer.echo("登记库 / registries:")
+    if health["catalogue"]["problem"]:
+        typer.echo(f"  目录有误 / catalogue invalid: {health['catalogue']['problem']}")
+    for r in health["registries"]:
+        state = (
+            f"OK {r['records']} 条记录 / records"
+            if r["loaded"]
+            else f"不可用 / UNAVAILABLE: {r['problem']}"
+        )
+        typer.echo(f"  {r['id']:<22} {r['name_zh']:<12} {state}")
+    typer.echo("规则集 / rulesets:")
+    for r in health["rulesets"]:
+        period = f"{r['effective_from'] or '?'}…{r['effective_to'] or ''}"
+        state = "可提供服务 / servable" if r["servable"] else "不可提供服务 / NOT servable"
+        typer.echo(f"  {r['service']}@{r['version'] or '?'} {r['status'] or '?'} {period} {state}")
+        for problem in r["problems"]:
+            typer.echo(f"      {problem}")
+    if not deployment.healthy:
+        raise typer.Exit(1)
+
+
+@ruleset_app.command("schema")
+def ruleset_schema(
+    catalogue: bool = typer.Option(
+        False, "--catalogue", help="the registry catalogue's schema instead"
+    ),
+) -> None:
+    """Print the JSON Schema of a ruleset file (generated from the model), for editors."""
+    from engine.schema import catalogue_schema
+    from engine.schema import ruleset_schema as schema
+
+    typer.echo(
+        json.dumps(catalogue_schema() if catalogue else schema(), ensure_ascii=False, indent=2)
+    )
 
 
 @audit_app.command("verify")
@@ -195,7 +382,7 @@ def audit_replay(
     from explanations import DecisionStore, ExplanationRecordV1, replay
 
     settings = Settings.from_env(rulesets_dir=rulesets, database_url=database_url)
-    catalog = RulesetCatalog.load(settings.rulesets_dir)
+    catalog = RulesetCatalog.scan(settings.rulesets_dir)
     store = DecisionStore(settings.database_url)
     checked = differing = 0
     try:
@@ -248,11 +435,14 @@ def demo_generate(
     out: Path = typer.Option(Path("var/demo"), "--out", help="folder to write"),
     people: int = 10_000,
     seed: int = 20161,
+    rulesets: Path = typer.Option(
+        Path("rulesets"), "--rulesets", help="whose demo/ folders add each service's samples"
+    ),
 ) -> None:
     """Write the deterministic demo registries and sample applications."""
     from adapters.demo import generate_demo_data
 
-    summary = generate_demo_data(out, people=people, seed=seed)
+    summary = generate_demo_data(out, people=people, seed=seed, rulesets_dir=rulesets)
     typer.echo(summary.model_dump_json(indent=2))
 
 

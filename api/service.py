@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,7 +19,7 @@ import pydantic
 import structlog
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from adapters.base import Adapter, Lookup
+from adapters.base import Adapter, ClaimValues, Lookup
 from engine import (
     Evaluation,
     NoVersionInForce,
@@ -26,13 +27,16 @@ from engine import (
     ReasonCode,
     Ruleset,
     RulesetCatalog,
+    ServiceUnavailable,
     UnknownService,
     application_env,
     durable_version,
     evaluate,
 )
-from engine.model import EvidenceSpec
+from engine._compiled import EvidencePlan
+from engine._semantics import MISSING, value
 from engine.privacy import id_number_problem
+from engine.registries import RegistryCatalogue
 from explanations import (
     DecisionStore,
     EngineInfo,
@@ -139,9 +143,21 @@ def request_sha256(body: Mapping[str, Any]) -> str:
 def _json_scalar(v: object) -> str | int | float | bool | None:
     if isinstance(v, dt.date):
         return v.isoformat()
-    if v is None or isinstance(v, str | int | float | bool):
+    if isinstance(v, Decimal):
+        return format(v, "f")
+    if v is None or isinstance(v, str | int | bool):
         return v
     return str(v)
+
+
+def _completed(call: Callable[[], Lookup]) -> Future[Lookup]:
+    """A future already holding ``call()``'s result or exception (for in-memory registries)."""
+    done: Future[Lookup] = Future()
+    try:
+        done.set_result(call())
+    except Exception as exc:  # delivered through the future like a pooled call's
+        done.set_exception(exc)
+    return done
 
 
 @dataclass
@@ -172,43 +188,20 @@ class DecisionService:
         adapters: Mapping[str, Adapter],
         store: DecisionStore | None,
         pseudonym_key: str,
+        registries: RegistryCatalogue | None = None,
         adapter_timeout_s: float = 2.0,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self.catalog = catalog
         self.adapters = dict(adapters)
+        self.registries = registries
         self.store = store
         self.key = pseudonym_key.encode("utf-8")
         self.timeout = adapter_timeout_s
         self.clock = clock
         self.new_id = new_id
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="adapter")
-        self.check_adapters()
-
-    def check_adapters(self) -> None:
-        """Refuse to start if a ruleset needs an adapter, field or mode we do not have."""
-        problems = []
-        for rs in self.catalog:
-            for ev in rs.doc.evidence:
-                adapter = self.adapters.get(ev.adapter)
-                if adapter is None:
-                    problems.append(
-                        f"{rs.key}: evidence {ev.id} needs adapter {ev.adapter!r}, not configured"
-                    )
-                    continue
-                if not adapter.supports(ev.mode):
-                    problems.append(
-                        f"{rs.key}: adapter {ev.adapter} does not support mode {ev.mode}"
-                    )
-                for fname, ftype in ev.fields.items():
-                    have = adapter.fields.get(fname)
-                    if have != ftype:
-                        problems.append(
-                            f"{rs.key}: {ev.id}.{fname} is {ftype} in the ruleset but {have} in adapter {ev.adapter}"
-                        )
-        if problems:
-            raise RuntimeError("rulesets and adapters do not match:\n" + "\n".join(problems))
 
     # --- steps ---------------------------------------------------------------------------
 
@@ -219,6 +212,18 @@ class DecisionService:
         except UnknownService as exc:
             raise RequestRejected(
                 404, "UNKNOWN_SERVICE", f"未知的事项编码 {exc.service}", str(exc)
+            ) from None
+        except ServiceUnavailable as exc:
+            raise RequestRejected(
+                503,
+                "SERVICE_UNAVAILABLE",
+                f"事项 {exc.service} 暂时无法办理（规则或数据源不可用），请稍后再试",
+                f"service {exc.service} cannot decide now (a ruleset or registry is not "
+                f"available); try again later",
+                [
+                    {"loc": ["body", "service"], "msg": r, "type": "service_unavailable"}
+                    for r in exc.reasons[:5]
+                ],
             ) from None
         except NoVersionInForce:
             raise RequestRejected(
@@ -254,134 +259,165 @@ class DecisionService:
             ) from None
         return Prepared(request, ruleset, form, day)
 
-    def _key_value(
-        self,
-        spec: EvidenceSpec,
-        prepared: Prepared,
-        fetched: Mapping[str, Mapping[str, object] | None],
-    ) -> object:
-        key = prepared.ruleset.evidence_keys[spec.id]
-        ns, name = key.parts
-        if ns == "applicant":
-            return getattr(prepared.request.applicant, name)
-        if ns == "form":
-            return prepared.form.get(name)
-        values = fetched.get(ns)
-        return None if values is None else values.get(name)
+    def _personal(self, source: str, field_name: str) -> str | None:
+        """``id_number`` or ``name`` when a registry field identifies a person."""
+        spec = self.registries.get(source) if self.registries is not None else None
+        declared = spec.personal(field_name) if spec is not None else None
+        if declared is not None:
+            return declared
+        if is_personal_field(field_name):
+            return "name" if field_name.endswith("name") else "id_number"
+        return None
+
+    def _request(
+        self, plan: EvidencePlan, facts: Mapping[str, object], ruleset: Ruleset
+    ) -> tuple[dict[str, object], dict[str, ClaimValues | None], list[str]] | str:
+        """The key, claims and fields to ask for, or why the registry cannot be asked."""
+        key: dict[str, object] = {}
+        for key_field, expr in plan.key.items():
+            v = value(expr, facts, ruleset.tables)
+            if v is MISSING or v is None or v == "":
+                return f"lookup key {plan.key_text} is not available"
+            if key_field is None:
+                return f"registry {plan.source}: the key field for {plan.key_text} is not known"
+            key[key_field] = v
+        fields = list(plan.fields)
+        claims: dict[str, ClaimValues | None] = {}
+        for name, claim in plan.claims.items():
+            if claim is None:
+                claims[name] = None
+                continue
+            values = {f: value(e, facts, ruleset.tables) for f, e in claim.equals}
+            if any(v is MISSING for v in values.values()):
+                fields.remove(name)  # a claim about a missing declaration cannot be checked
+                continue
+            claims[name] = values
+        return key, claims, fields
 
     def gather(
         self, prepared: Prepared, now: dt.datetime
     ) -> tuple[dict[str, dict[str, object] | None], list[EvidenceItem]]:
-        """Ask every adapter, dependency level by level, each call time-boxed."""
+        """Ask every registry, dependency level by level, each call time-boxed.
+
+        Within a level the calls run concurrently (registries answering from memory are
+        called inline); a key read from other evidence waits for the level that fetches it.
+        """
         rs = prepared.ruleset
-        levels: dict[str, int] = {}
-        for spec in rs.evidence_order:
-            dep = rs.evidence_keys[spec.id].parts[0]
-            levels[spec.id] = levels[dep] + 1 if dep in levels else 0
+        req = prepared.request
+        facts = application_env(
+            application_date=prepared.application_date,
+            id_number=req.applicant.id_number,
+            name=req.applicant.name,
+            form=prepared.form,
+            evidence={},
+        )
         fetched: dict[str, dict[str, object] | None] = {}
         items: dict[str, EvidenceItem] = {}
-        for level in sorted(set(levels.values())):
-            specs = [s for s in rs.evidence_order if levels[s.id] == level]
-            futures = {}
-            for spec in specs:
-                key = self._key_value(spec, prepared, fetched)
-                if key is None or key == "":
-                    fetched[spec.id] = None
-                    items[spec.id] = self._item(
-                        spec,
+        for level in sorted({p.level for p in rs.evidence}):
+            pending: list[tuple[EvidencePlan, dict[str, object], Future[Lookup]]] = []
+            for plan in (p for p in rs.evidence if p.level == level):
+                asked = self._request(plan, facts, rs)
+                adapter = self.adapters.get(plan.source)
+                if isinstance(asked, str) or adapter is None:
+                    fetched[plan.id] = None
+                    items[plan.id] = self._item(
+                        plan,
                         None,
                         None,
-                        status="skipped",
-                        error_code="KEY_UNAVAILABLE",
-                        error_message=f"lookup key {rs.evidence_keys[spec.id].dotted} is not available",
+                        status="skipped" if isinstance(asked, str) else "error",
+                        error_code="KEY_UNAVAILABLE"
+                        if isinstance(asked, str)
+                        else "ADAPTER_UNAVAILABLE",
+                        error_message=asked
+                        if isinstance(asked, str)
+                        else f"registry {plan.source} is not loaded",
                     )
                     continue
-                adapter = self.adapters[spec.adapter]
-                if getattr(adapter, "in_memory", False):
-                    done: Future[Lookup] = Future()
-                    try:
-                        done.set_result(
-                            adapter.lookup(
-                                str(key),
-                                fields=list(spec.fields),
-                                mode=spec.mode,
-                                params=spec.params,
-                                now=now,
-                            )
-                        )
-                    except Exception as exc:
-                        done.set_exception(exc)
-                    futures[spec.id] = (spec, str(key), done)
-                    continue
-                futures[spec.id] = (
-                    spec,
-                    str(key),
-                    self._pool.submit(
-                        adapter.lookup,
-                        str(key),
-                        fields=list(spec.fields),
-                        mode=spec.mode,
-                        params=spec.params,
-                        now=now,
-                    ),
+                key, claims, fields = asked
+                call = functools.partial(
+                    adapter.lookup,
+                    key,
+                    fields=fields,
+                    mode="verify" if plan.mode == "verify" else "fetch",
+                    claims=claims,
+                    now=now,
                 )
-            for eid, (spec, key, fut) in futures.items():
+                future = (
+                    _completed(call)
+                    if getattr(adapter, "in_memory", False)
+                    else self._pool.submit(call)
+                )
+                pending.append((plan, key, future))
+            for plan, key, future in pending:
                 try:
-                    lookup: Lookup = fut.result(timeout=self.timeout)
+                    lookup: Lookup = future.result(timeout=self.timeout)
                 except Exception as exc:  # an adapter failure must never become a rejection
                     if isinstance(exc, FutureTimeout):
                         code, message = "ADAPTER_TIMEOUT", f"no answer within {self.timeout}s"
                     else:
                         code = str(getattr(exc, "code", "ADAPTER_UNAVAILABLE"))
                         message = str(exc)[:300]
-                    fetched[eid] = None
-                    items[eid] = self._item(
-                        spec, key, None, status="error", error_code=code, error_message=message
+                    fetched[plan.id] = None
+                    items[plan.id] = self._item(
+                        plan, key, None, status="error", error_code=code, error_message=message
                     )
                     log.warning(
-                        "adapter_failed", evidence=eid, adapter=spec.adapter, error_code=code
+                        "adapter_failed", evidence=plan.id, registry=plan.source, error_code=code
                     )
                     continue
-                fetched[eid] = dict(lookup.values) if lookup.status == "found" else None
-                items[eid] = self._item(
-                    spec,
+                found = lookup.status == "found" or bool(lookup.values)
+                fetched[plan.id] = dict(lookup.values) if found else None
+                for k, v in lookup.values.items():
+                    if v is not None:
+                        facts[f"{plan.id}.{k}"] = v
+                items[plan.id] = self._item(
+                    plan,
                     key,
                     lookup,
                     status=lookup.status,
                     error_code=lookup.error_code,
                     error_message=lookup.error_message,
                 )
-        return fetched, [items[s.id] for s in rs.doc.evidence]
+        return fetched, [items[e.id] for e in rs.doc.evidence if e.id in items]
+
+    def _key_text(self, plan: EvidencePlan, key: Mapping[str, object]) -> str:
+        def shown(field_name: str, v: object) -> str:
+            text = _json_scalar(v)
+            kind = self._personal(plan.source, field_name)
+            if kind is not None and isinstance(v, str):
+                return pseudonymize(v, key=self.key, kind=kind)
+            return str(text)
+
+        if len(key) == 1:
+            ((field_name, v),) = key.items()
+            return shown(field_name, v)
+        return ", ".join(f"{k}={shown(k, v)}" for k, v in key.items())
 
     def _item(
         self,
-        spec: EvidenceSpec,
-        key: str | None,
+        plan: EvidencePlan,
+        key: Mapping[str, object] | None,
         lookup: Lookup | None,
         *,
         status: str,
         error_code: str | None = None,
         error_message: str | None = None,
     ) -> EvidenceItem:
-        key_expr = ""
-        if key is not None:
-            personal = spec.key.endswith("id_number")
-            key_expr = pseudonymize(key, key=self.key, kind="id_number") if personal else key
         values: dict[str, Any] = {}
         if lookup is not None:
             for k, v in lookup.values.items():
-                if is_personal_field(k) and isinstance(v, str):
-                    v = pseudonymize(
-                        v, key=self.key, kind="name" if k.endswith("name") else "id_number"
-                    )
+                kind = self._personal(plan.source, k)
+                if kind is not None and isinstance(v, str):
+                    v = pseudonymize(v, key=self.key, kind=kind)
                 values[k] = _json_scalar(v)
         prov = lookup.provenance if lookup is not None else None
+        spec = self.registries.get(plan.source) if self.registries is not None else None
         return EvidenceItem(
-            id=spec.id,
-            source=spec.adapter,
-            mode=spec.mode,
-            key_expression=spec.key,
-            key=key_expr or None,
+            id=plan.id,
+            source=plan.source,
+            mode=plan.mode,  # type: ignore[arg-type]
+            key_expression=plan.key_text,
+            key=self._key_text(plan, key) if key else None,
             status=status,  # type: ignore[arg-type]
             values=values,
             adapter=prov.adapter if prov else None,
@@ -391,6 +427,10 @@ class DecisionService:
             raw_sha256=prov.raw_sha256 if prov else None,
             error_code=error_code,
             error_message=error_message,
+            source_name_zh=spec.name.zh if spec else None,
+            source_name_en=spec.name.en if spec else None,
+            holder_zh=spec.holder.zh if spec else None,
+            holder_en=spec.holder.en if spec else None,
         )
 
     def decide_prepared(self, prepared: Prepared) -> Decided:
@@ -399,21 +439,21 @@ class DecisionService:
         req = prepared.request
         pseudo_id = pseudonymize(req.applicant.id_number, key=self.key, kind="id_number")
         pseudo_name = pseudonymize(req.applicant.name, key=self.key, kind="name")
+        sources = {p.id: p.source for p in prepared.ruleset.evidence}
         evidence: dict[str, dict[str, object] | None] = {}
         for eid, values in fetched.items():
             if values is None:
                 evidence[eid] = None
                 continue
-            evidence[eid] = {
-                k: (
-                    pseudonymize(
-                        v, key=self.key, kind="name" if k.endswith("name") else "id_number"
-                    )
-                    if is_personal_field(k) and isinstance(v, str)
+            pseudo: dict[str, object] = {}
+            for k, v in values.items():
+                kind = self._personal(sources[eid], k)
+                pseudo[k] = (
+                    pseudonymize(v, key=self.key, kind=kind)
+                    if kind is not None and isinstance(v, str)
                     else v
                 )
-                for k, v in values.items()
-            }
+            evidence[eid] = pseudo
         env = application_env(
             application_date=prepared.application_date,
             id_number=pseudo_id,
@@ -429,7 +469,7 @@ class DecisionService:
                     Reason(
                         code=ReasonCode.EVIDENCE_UNAVAILABLE,
                         evidence=item.id,
-                        message_zh=f"数据源 {item.source} 暂时无法查询（{item.error_code}），相关条件转人工审核。",
+                        message_zh=f"数据源 {item.source_name_zh or item.source} 暂时无法查询（{item.error_code}），相关条件转人工审核。",
                         message_en=f"Registry {item.source} could not be asked ({item.error_code}); the criteria needing it are referred.",
                     )
                 )
@@ -438,7 +478,7 @@ class DecisionService:
                     Reason(
                         code=ReasonCode.EVIDENCE_NOT_FOUND,
                         evidence=item.id,
-                        message_zh=f"数据源 {item.source} 中没有查到相关记录。",
+                        message_zh=f"数据源 {item.source_name_zh or item.source} 中没有查到相关记录。",
                         message_en=f"Registry {item.source} holds no record for this applicant.",
                     )
                 )
@@ -483,8 +523,11 @@ class DecisionService:
                 for b in rs.doc.legal_basis
             ],
             criteria=ev.criteria,
+            values=ev.values,
+            parameters=ev.parameters,
             outcome=ev.outcome,
             outputs=ev.outputs,
+            output_rules=ev.output_rules,
             reasons=[*ev.reasons, *decided.extra_reasons],
             remedy=remedy_notice(
                 decided_on=decided.decided_at.astimezone(SHANGHAI).date(),

@@ -19,6 +19,8 @@ class Settings(BaseModel):
 
     data_dir: Path = Path("var/demo")
     rulesets_dir: Path = Path("rulesets")
+    registries: Path | None = None
+    """The registry catalogue; ``None``: ``registries.yaml`` in the rulesets folder."""
     database_url: str = "sqlite:///var/miaopi.db"
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     adapter_timeout_s: float = Field(default=2.0, gt=0)
@@ -33,6 +35,7 @@ class Settings(BaseModel):
         mapping = {
             "data_dir": "MIAOPI_DATA_DIR",
             "rulesets_dir": "MIAOPI_RULESETS_DIR",
+            "registries": "MIAOPI_REGISTRIES",
             "database_url": "DATABASE_URL",
             "max_body_bytes": "MIAOPI_MAX_BODY_BYTES",
             "adapter_timeout_s": "MIAOPI_ADAPTER_TIMEOUT_S",

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from engine import CriterionResult, Outcome, Reason
-from engine.decision import JsonScalar
+from engine.decision import JsonScalar, JsonValue, ParameterUse, ValueResult
 from engine.privacy import mask_id_number, mask_name
 
 __all__ = [
@@ -31,7 +31,10 @@ __all__ = [
     "text_hash",
 ]
 
-RECORD_SCHEMA = "miaopi.explanation-record/1"
+RECORD_SCHEMA = "miaopi.explanation-record/2"
+"""The version written now. Version 2 adds computed values, the parameters in force, the
+matched output rules, the source of every compared value and registry names; version-1
+records still read, verify and replay."""
 
 
 def canonical_json(data: object) -> str:
@@ -97,6 +100,11 @@ class EvidenceItem(BaseModel):
     raw_sha256: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+    source_name_zh: str | None = None
+    """The registry's name (人口库) and the agency that holds it, from the catalogue."""
+    source_name_en: str | None = None
+    holder_zh: str | None = None
+    holder_en: str | None = None
 
 
 class LegalBasisRef(BaseModel):
@@ -194,7 +202,9 @@ class ExplanationRecordV1(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    schema_version: Literal["miaopi.explanation-record/1"] = "miaopi.explanation-record/1"
+    schema_version: Literal["miaopi.explanation-record/1", "miaopi.explanation-record/2"] = (
+        "miaopi.explanation-record/2"
+    )
     seq: int
     decision_id: str
     application_id: str
@@ -214,8 +224,14 @@ class ExplanationRecordV1(BaseModel):
     legal_basis: list[LegalBasisRef]
     """The documents the criteria cite (by ``id``), as the ruleset version names them."""
     criteria: list[CriterionResult]
+    values: list[ValueResult] = []
+    """Named intermediate values with the inputs each read (record version 2)."""
+    parameters: list[ParameterUse] = []
+    """The dated parameters in force on the application date, with their periods."""
     outcome: Outcome
-    outputs: dict[str, JsonScalar] | None
+    outputs: dict[str, JsonValue] | None
+    output_rules: list[int] = []
+    """The rules of the outputs table (numbered from 1) that matched."""
     reasons: list[Reason]
     remedy: RemedyNotice
     masked_fields: list[str]
@@ -245,7 +261,8 @@ class DecisionResponse(BaseModel):
     application_id: str
     service: str
     outcome: Outcome
-    outputs: dict[str, JsonScalar] | None
+    outputs: dict[str, JsonValue] | None
+    """Amounts and other outputs; exact decimals are strings (``"32666.67"``)."""
     failed_criteria: list[str]
     unknown_criteria: list[str]
     reasons: list[dict[str, Any]]

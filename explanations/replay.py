@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 from engine import Ruleset, application_env, evaluate
+from engine.registries import convert_text
 from explanations.record import ExplanationRecordV1
 
 __all__ = ["ReplayResult", "replay"]
@@ -32,16 +32,22 @@ def replay(record: ExplanationRecordV1, ruleset: Ruleset) -> ReplayResult:
         spec = next(e for e in ruleset.doc.evidence if e.id == item.id)
         values: dict[str, object] = {}
         for k, v in item.values.items():
-            if v is not None and spec.fields.get(k) == "date":
-                values[k] = dt.date.fromisoformat(str(v))
+            type_name = spec.fields.get(k, "string")
+            if isinstance(v, str) and type_name != "string":
+                values[k] = convert_text(v, type_name)
             elif v is not None:
                 values[k] = v
         evidence[item.id] = values
+    raw_form = {k: v for k, v in record.form.items() if v is not None}
+    try:
+        form = ruleset.form_model.model_validate(raw_form).model_dump()
+    except ValueError:  # a record the current model cannot read: compare on what it holds
+        form = raw_form
     env = application_env(
         application_date=record.application_date,
         id_number=record.applicant.id_number,
         name=record.applicant.name,
-        form={k: v for k, v in record.form.items()},
+        form=form,
         evidence=evidence,
     )
     result = evaluate(ruleset, env, evaluator=record.engine.evaluator)
@@ -51,6 +57,15 @@ def replay(record: ExplanationRecordV1, ruleset: Ruleset) -> ReplayResult:
     if result.outputs != record.outputs:
         diffs.append(f"outputs {result.outputs} != recorded {record.outputs}")
     for got, want in zip(result.criteria, record.criteria, strict=False):
-        if got.status != want.status or got.values != want.values:
+        compared = [(v.expression, v.value, v.missing) for v in got.values]
+        recorded = [(v.expression, v.value, v.missing) for v in want.values]
+        if got.status != want.status or compared != recorded:
             diffs.append(f"criterion {want.id}: {got.status} != recorded {want.status}")
+    recorded_values = {v.name: v.value for v in record.values}
+    for computed in result.values:
+        recorded_value = recorded_values.get(computed.name)
+        if record.values and recorded_value != computed.value:
+            diffs.append(
+                f"value {computed.name}: {computed.value!r} != recorded {recorded_value!r}"
+            )
     return ReplayResult(not diffs, diffs)

@@ -25,9 +25,10 @@ import sqlalchemy as sa
 
 from adapters.base import Adapter
 from adapters.demo import generate_demo_data
-from adapters.files import load_file_registries
+from adapters.files import load_registries
 from api.service import DecisionRequest, DecisionService
 from engine import RulesetCatalog
+from engine.registries import RegistryCatalogue, load_catalogue
 from explanations import DecisionStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +71,7 @@ def miaopi_bin(repo_root: Path) -> Path:
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Demo registries for 2,000 people plus the hand-crafted samples, generated once."""
     out = tmp_path_factory.mktemp("demo")
-    generate_demo_data(out, people=2000)
+    generate_demo_data(out, people=2000, rulesets_dir=REPO_ROOT / "rulesets")
     return out
 
 
@@ -112,20 +113,30 @@ def bulk_bodies(demo_dir: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def ruleset_catalog(rulesets_dir: Path) -> RulesetCatalog:
-    """Every shipped ruleset, loaded once."""
-    return RulesetCatalog.load(rulesets_dir)
+def registry_catalogue(rulesets_dir: Path) -> RegistryCatalogue:
+    """The shipped registry catalogue (``rulesets/registries.yaml``)."""
+    return load_catalogue(rulesets_dir / "registries.yaml")
 
 
 @pytest.fixture(scope="session")
-def demo_registries(demo_dir: Path) -> dict[str, Adapter]:
+def ruleset_catalog(rulesets_dir: Path, registry_catalogue: RegistryCatalogue) -> RulesetCatalog:
+    """Every shipped ruleset, loaded once and checked against the registry catalogue."""
+    return RulesetCatalog.load(rulesets_dir, sources=registry_catalogue)
+
+
+@pytest.fixture(scope="session")
+def demo_registries(demo_dir: Path, registry_catalogue: RegistryCatalogue) -> dict[str, Adapter]:
     """The demo registries through the file adapters, loaded once."""
-    return load_file_registries(demo_dir)
+    loaded = load_registries(registry_catalogue, demo_dir)
+    assert {} == loaded.problems
+    return loaded.adapters
 
 
 @pytest.fixture
 def make_service(
-    ruleset_catalog: RulesetCatalog, demo_registries: dict[str, Adapter]
+    ruleset_catalog: RulesetCatalog,
+    demo_registries: dict[str, Adapter],
+    registry_catalogue: RegistryCatalogue,
 ) -> Iterator[Callable[[str | None], DecisionService]]:
     """Build decision services on the demo data; each with a store at the URL given (or none)."""
     made: list[DecisionService] = []
@@ -138,6 +149,7 @@ def make_service(
         service = DecisionService(
             catalog=ruleset_catalog,
             adapters=demo_registries,
+            registries=registry_catalogue,
             store=store,
             pseudonym_key=TEST_PSEUDONYM_KEY,
         )

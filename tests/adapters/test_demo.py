@@ -14,9 +14,20 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from adapters.base import Adapter
-from adapters.demo import SERVICE, DemoSummary, generate_demo_data
-from adapters.files import CSV_COLUMNS, load_file_registries
+from adapters.demo import CSV_COLUMNS, SERVICE, DemoSummary, generate_demo_data
+from adapters.files import load_registries
 from engine.privacy import id_number_problem
+from engine.registries import load_catalogue
+
+CATALOGUE = load_catalogue(Path(__file__).resolve().parents[2] / "rulesets" / "registries.yaml")
+
+
+def load_file_registries(folder: Path) -> dict[str, Adapter]:
+    """Every catalogued registry loaded from ``folder``; none may fail."""
+    loaded = load_registries(CATALOGUE, folder)
+    assert {} == loaded.problems
+    return loaded.adapters
+
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -45,7 +56,7 @@ SAMPLES = (
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoSummary]:
     """The default 10,000-person demo, generated once for the module."""
     out = tmp_path_factory.mktemp("demo")
-    return out, generate_demo_data(out)
+    return out, generate_demo_data(out, rulesets_dir=None)
 
 
 @pytest.fixture(scope="module")
@@ -93,33 +104,43 @@ def evaluate(body: dict[str, object], registries: dict[str, Adapter]) -> dict[st
     version = "2026" if day >= dt.date(2026, 1, 1) else "2016"
     person = applicant["id_number"]
 
-    def fetch(source: str, key: str, fields: list[str]) -> dict[str, object] | None:
-        found = registries[source].lookup(key, fields=fields, mode="fetch", params={}, now=NOW)
+    def fetch(source: str, key: dict[str, object], fields: list[str]) -> dict[str, object] | None:
+        found = registries[source].lookup(key, fields=fields, mode="fetch", now=NOW)
         return dict(found.values) if found.status == "found" else None
 
-    def verify(source: str, fields: list[str], params: dict[str, str]) -> dict[str, object]:
-        found = registries[source].lookup(
-            person, fields=fields, mode="verify", params=params, now=NOW
-        )
+    def verify(source: str, key: dict[str, object], fields: list[str]) -> dict[str, object]:
+        found = registries[source].lookup(key, fields=fields, mode="verify", now=NOW)
         assert "found" == found.status
         return dict(found.values)
 
-    pop = fetch("population", person, ["birth_date", "hukou_city", "hukou_since"])
+    pop = fetch("population", {"id_number": person}, ["birth_date", "hukou_city", "hukou_since"])
     edu = fetch(
-        "education", form["certificate_number"], ["holder_id_number", "degree", "study_mode"]
+        "education",
+        {"certificate_number": form["certificate_number"]},
+        ["holder_id_number", "degree", "study_mode"],
     )
     si = fetch(
         "social_insurance",
-        person,
+        {"id_number": person},
         ["city", "status", "months_contributed", "employer_credit_code"],
     )
     employer = (
-        fetch("business_registry", str(si["employer_credit_code"]), ["registered_city", "status"])
+        fetch(
+            "business_registry",
+            {"credit_code": si["employer_credit_code"]},
+            ["registered_city", "status"],
+        )
         if si
         else None
     )
-    history = verify("subsidy_history", ["received_before"], {"service": SERVICE})
-    prop = verify("property", ["owns_housing", "rents_public_housing"], {"city": "深圳市"})
+    history = verify(
+        "subsidy_history", {"id_number": person, "service": SERVICE}, ["received_before"]
+    )
+    prop = verify(
+        "property",
+        {"id_number": person, "city": "深圳市"},
+        ["owns_housing", "rents_public_housing"],
+    )
 
     # 2016: the limit depends on the registry degree (none for other degrees); 2026: 35 for all.
     limits_2016 = {"本科": 30, "硕士": 35, "博士": 40}
@@ -198,7 +219,7 @@ def test_generation_is_byte_for_byte_deterministic(
 ) -> None:
     """A second run with the same seed writes identical files."""
     out, summary = demo
-    again = generate_demo_data(tmp_path / "again")
+    again = generate_demo_data(tmp_path / "again", rulesets_dir=None)
     assert summary == again
     assert files_of(out) == files_of(tmp_path / "again")
 
@@ -206,7 +227,7 @@ def test_generation_is_byte_for_byte_deterministic(
 def test_samples_do_not_depend_on_the_seed(demo: tuple[Path, DemoSummary], tmp_path: Path) -> None:
     """The hand-crafted samples are the same for any seed and population size."""
     out, _ = demo
-    small = generate_demo_data(tmp_path / "small", people=50, seed=7)
+    small = generate_demo_data(tmp_path / "small", people=50, seed=7, rulesets_dir=None)
     assert SAMPLES == small.samples
     assert files_of(out / "applications") == files_of(tmp_path / "small" / "applications")
 
@@ -323,7 +344,7 @@ def test_sample_specifics(demo: tuple[Path, DemoSummary]) -> None:
 
 def test_bulk_outcomes_match_the_summary(tmp_path: Path) -> None:
     """Evaluating every bulk application reproduces the summary's outcome counts."""
-    summary = generate_demo_data(tmp_path, people=2_000, seed=11)
+    summary = generate_demo_data(tmp_path, people=2_000, seed=11, rulesets_dir=None)
     registries = load_file_registries(tmp_path)
     outcomes: Counter[str] = Counter()
     for line in (tmp_path / "applications.jsonl").read_text(encoding="utf-8").splitlines():

@@ -1,0 +1,115 @@
+"""What one running service decides with: the registry catalogue, the registries that loaded,
+and the rulesets, each marked servable or not with the reason.
+
+Nothing here stops the service for one broken part: a registry whose file is missing or
+malformed, or a ruleset that does not validate, is reported (one line each, in the log, at
+``/healthz`` and in ``miaopi ruleset list``) and only the services that need it stop deciding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from adapters.base import Adapter
+from adapters.files import load_registries
+from engine import RulesetCatalog, RulesetInvalid
+from engine.catalog import registry_reasons
+from engine.registries import CATALOGUE_FILE, RegistryCatalogue, load_catalogue
+
+__all__ = ["Deployment", "catalogue_path", "load_deployment"]
+
+log = structlog.get_logger("miaopi.deployment")
+
+
+@dataclass
+class Deployment:
+    rulesets: RulesetCatalog
+    registries: RegistryCatalogue | None
+    adapters: dict[str, Adapter]
+    registry_problems: dict[str, str] = field(default_factory=dict)
+    registry_counts: dict[str, int] = field(default_factory=dict)
+    catalogue_problem: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """Everything loaded: every registry, every ruleset file, every published version."""
+        return (
+            self.catalogue_problem is None
+            and not self.registry_problems
+            and all(p.status == "draft" for p in self.rulesets.problems)
+            and all(
+                self.rulesets.servable(rs) for rs in self.rulesets if rs.doc.status == "published"
+            )
+        )
+
+    def health(self) -> dict[str, Any]:
+        registries: list[dict[str, Any]] = []
+        for spec in self.registries or ():
+            registries.append(
+                {
+                    "id": spec.id,
+                    "name_zh": spec.name.zh,
+                    "kind": spec.kind,
+                    "loaded": spec.id in self.adapters,
+                    "records": self.registry_counts.get(spec.id),
+                    "problem": self.registry_problems.get(spec.id),
+                }
+            )
+        return {
+            "status": "ok" if self.healthy else "degraded",
+            "catalogue": {
+                "path": self.registries.path if self.registries else None,
+                "problem": self.catalogue_problem,
+            },
+            "registries": registries,
+            "rulesets": self.rulesets.status(),
+        }
+
+
+def catalogue_path(rulesets_dir: Path, registries: Path | None = None) -> Path:
+    """The registry catalogue: configured, or ``registries.yaml`` beside the rulesets."""
+    return registries if registries is not None else rulesets_dir / CATALOGUE_FILE
+
+
+def load_deployment(
+    *, rulesets_dir: Path, data_dir: Path, registries: Path | None = None
+) -> Deployment:
+    """Load the catalogue, every registry it declares and every ruleset, tolerating faults."""
+    path = catalogue_path(rulesets_dir, registries)
+    catalogue: RegistryCatalogue | None = None
+    problem: str | None = None
+    try:
+        catalogue = load_catalogue(path)
+    except RulesetInvalid as exc:
+        problem = "; ".join(str(e) for e in exc.errors)
+        log.error("registry_catalogue_invalid", problem=problem)
+    adapters: dict[str, Adapter] = {}
+    problems: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    if catalogue is not None:
+        loaded = load_registries(catalogue, data_dir)
+        adapters, problems, counts = loaded.adapters, loaded.problems, loaded.counts
+        for rid, text in problems.items():
+            log.error("registry_unavailable", registry=rid, problem=text)
+    rulesets = RulesetCatalog.scan(rulesets_dir, sources=catalogue)
+    for rs in rulesets:
+        if catalogue is None and rs.registries:
+            reasons = [f"没有可用的登记库目录 / no registry catalogue: {problem}"]
+        else:
+            reasons = registry_reasons(rs, loaded=adapters, problems=problems)
+        if reasons:
+            rulesets.mark_unavailable(rs.key, reasons)
+            log.error("ruleset_not_servable", ruleset=rs.key, reasons=reasons)
+    for p in rulesets.problems:
+        log.error(
+            "ruleset_invalid",
+            path=p.path,
+            service=p.service,
+            status=p.status,
+            problems=p.messages[:5],
+        )
+    return Deployment(rulesets, catalogue, adapters, problems, counts, problem)
