@@ -30,6 +30,7 @@ __all__ = [
 CSV_COLUMNS: dict[str, tuple[str, ...]] = {
     "population.csv": (
         "record_id", "id_number", "name", "birth_date", "gender", "hukou_city", "hukou_since",
+        "hukou_district",
     ),
     "education.csv": (
         "record_id", "certificate_number", "holder_id_number", "holder_name", "degree",
@@ -520,7 +521,7 @@ def _write_samples(b: _Builder, out_dir: Path) -> list[str]:
         if p.population:
             b.add(
                 "population.csv", "POP", person.id_number, person.name, p.birth,
-                person.gender, _SZ, p.hukou_since,
+                person.gender, _SZ, p.hukou_since, "",
             )  # fmt: skip
         graduated = dt.date.fromisoformat(p.graduated)
         school_code, school = _SCHOOLS[p.school]
@@ -617,7 +618,7 @@ def _bulk_person(
             hukou_since = max(birth, applied - dt.timedelta(days=rng.randint(30, 6000)))
         b.add(
             "population.csv", "POP", person.id_number, person.name, birth.isoformat(),
-            person.gender, hukou_city, hukou_since.isoformat(),
+            person.gender, hukou_city, hukou_since.isoformat(), "",
         )  # fmt: skip
 
     school_code, school = rng.choice(_SCHOOLS)
@@ -793,7 +794,7 @@ def _count_rows(path: Path) -> int:
         return sum(1 for _ in csv.reader(handle)) - 1
 
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 """Bumped whenever the generator's output changes, so stale demo folders are regenerated."""
 
 

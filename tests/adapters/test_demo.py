@@ -17,9 +17,11 @@ from adapters.base import Adapter
 from adapters.demo import CSV_COLUMNS, SERVICE, DemoSummary, generate_demo_data
 from adapters.files import load_registries
 from engine.privacy import id_number_problem
-from engine.registries import load_catalogue
+from engine.registries import RegistryCatalogue, load_catalogue
 
-CATALOGUE = load_catalogue(Path(__file__).resolve().parents[2] / "rulesets" / "registries.yaml")
+SHIPPED = load_catalogue(Path(__file__).resolve().parents[2] / "rulesets" / "registries.yaml")
+CATALOGUE = RegistryCatalogue([s for s in SHIPPED if s.location in CSV_COLUMNS])
+"""The registries the talent-housing generator writes (the other services add their own)."""
 
 
 def load_file_registries(folder: Path) -> dict[str, Adapter]:

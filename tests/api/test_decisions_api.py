@@ -44,6 +44,7 @@ def _summary(response: dict[str, Any]) -> dict[str, Any]:
         "unknown": response["unknown_criteria"],
         "version": response["ruleset"]["version"],
         "amount_yuan": (response["outputs"] or {}).get("amount_yuan"),
+        "outputs": response["outputs"],
     }
 
 
@@ -70,7 +71,17 @@ def test_every_shipped_sample_is_decided_as_its_expected_json_says(
         actual[name] = (
             {"status": r.status_code, **_summary(r.json())} if r.status_code < 300 else r.json()
         )
-    assert len(expected) >= 16
+        if "outputs" in exp:  # the samples of the v2 services state every output
+            expected[name]["outputs"] = exp["outputs"]
+        else:
+            actual[name].pop("outputs", None)
+    assert len(expected) >= 33
+    assert {
+        "talent-housing-subsidy",
+        "old-age-allowance",
+        "maternity-allowance",
+        "beijing-points-hukou",
+    } == {s.body["service"] for s in demo_samples.values()}
     assert expected == actual
 
 
@@ -100,18 +111,25 @@ def test_every_explanation_names_the_outcome_in_chinese_and_the_exact_ruleset(
         exp = r.json()
         record = exp["record"]
         version = record["ruleset_version"]
-        if version not in hashes:
+        key = f"{record['service']}@{version}"
+        if key not in hashes:
             rs = client.get(f"/v1/rulesets/{record['service']}/{version}")
             assert 200 == rs.status_code
-            hashes[version] = rs.json()["content_hash"]
+            hashes[key] = rs.json()["content_hash"]
         assert decided["decision_id"] == exp["decision_id"] == record["decision_id"]
         assert sample.expected["outcome"] == exp["outcome"]
         assert OUTCOME_ZH[exp["outcome"]] in exp["text_zh"]
         assert sample.expected["version"] == version
-        assert hashes[version] == record["ruleset_hash"] == decided["ruleset"]["content_hash"]
+        assert hashes[key] == record["ruleset_hash"] == decided["ruleset"]["content_hash"]
         assert decided["record_hash"] == record["record_hash"]
         assert sample.body["applicant"]["id_number"] not in json.dumps(exp, ensure_ascii=False)
-    assert {"2016", "2026"} == set(hashes)
+    assert {
+        "talent-housing-subsidy@2016",
+        "talent-housing-subsidy@2026",
+        "old-age-allowance@2024",
+        "maternity-allowance@2016",
+        "beijing-points-hukou@2018",
+    } == set(hashes)
 
 
 def test_the_plain_text_explanation_is_served_in_both_languages(

@@ -47,7 +47,7 @@ def test_ruleset_test_runs_every_named_example() -> None:
     """`ruleset test` runs the examples of both versions and they all pass."""
     result = run("ruleset", "test", "rulesets")
     assert 0 == result.returncode, result.stdout + result.stderr
-    assert "6 passed, 0 failed" in result.stdout
+    assert "48 passed, 0 failed" in result.stdout
 
 
 def test_ruleset_test_fails_when_an_expectation_is_wrong(tmp_path: Path) -> None:

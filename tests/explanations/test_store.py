@@ -75,10 +75,10 @@ def filled(
     demo_samples: dict,
     bulk_bodies: list[dict[str, Any]],
 ) -> tuple[str, DecisionService, list[str]]:
-    """A store holding 20 decisions: the 16 shipped samples and 4 bulk applications."""
+    """A store holding every shipped sample (all services) and 4 bulk applications."""
     service = make_service(db_url)
     bodies = [s.body for s in demo_samples.values()] + bulk_bodies[:4]
-    assert 20 == len(bodies)
+    assert len(demo_samples) + 4 == len(bodies) >= 37
     return db_url, service, _decide_all(service, bodies)
 
 
@@ -115,16 +115,17 @@ def _flip_one_byte(record_json: str) -> str:
 def test_an_untouched_store_verifies(
     filled: tuple[str, DecisionService, list[str]], audit_verify: Callable[[str], Any]
 ) -> None:
-    """audit verify exits 0 and counts all 20 records on an untouched store."""
+    """audit verify exits 0 and counts every record on an untouched store."""
     url, service, ids = filled
-    assert 20 == service.store.count()  # type: ignore[union-attr]
-    assert 20 == len(set(ids))
-    assert [(s,) for s in range(1, 21)] == _execute(
+    n = len(ids)
+    assert n == service.store.count()  # type: ignore[union-attr]
+    assert n == len(set(ids))
+    assert [(s,) for s in range(1, n + 1)] == _execute(
         url, "SELECT seq FROM explanation_records ORDER BY seq"
     )
     result = audit_verify(url)
     assert 0 == result.returncode, result.stdout + result.stderr
-    assert "20 records" in result.stdout
+    assert f"{n} records" in result.stdout
 
 
 def test_one_changed_byte_in_a_record_is_found_and_named(
@@ -157,11 +158,11 @@ def test_deleting_the_last_record_is_found(
     filled: tuple[str, DecisionService, list[str]], audit_verify: Callable[[str], Any]
 ) -> None:
     """Removing the newest record (which no later link covers) is caught by the chain head."""
-    url, _, _ = filled
-    _execute(url, "DELETE FROM explanation_records WHERE seq = 20")
+    url, _, ids = filled
+    _execute(url, "DELETE FROM explanation_records WHERE seq = :s", {"s": len(ids)})
     result = audit_verify(url)
     assert 1 == result.returncode, result.stdout + result.stderr
-    assert "TAMPERED seq=20" in result.stdout
+    assert f"TAMPERED seq={len(ids)}" in result.stdout
 
 
 def test_deleting_a_middle_record_is_found(
@@ -234,7 +235,7 @@ def test_a_rehashed_record_still_breaks_the_next_link(
         {"j": altered, "h": digest, "s": seq},
     )
     count, problems = service.store.verify()  # type: ignore[union-attr]
-    assert 20 == count
+    assert service.store.count() == count  # type: ignore[union-attr]
     assert 6 in {p.seq for p in problems if "prev_hash" in p.message}
 
 
@@ -242,13 +243,13 @@ def test_a_repeated_key_is_stored_once(
     filled: tuple[str, DecisionService, list[str]], demo_samples: dict
 ) -> None:
     """Deciding the same key and body twice stores one decision and returns the same id."""
-    _, service, _ = filled
+    _, service, ids = filled
     request = DecisionRequest.model_validate(demo_samples["approved-master-2016.json"].body)
     sha = request_sha256(request.model_dump(mode="json"))
     first = service.decide(request, idempotency_key="same", body_sha256=sha)
     second = service.decide(request, idempotency_key="same", body_sha256=sha)
     assert (first.decision_id, False, True) == (second.decision_id, first.replayed, second.replayed)
-    assert 21 == service.store.count()  # type: ignore[union-attr]
+    assert len(ids) + 1 == service.store.count()  # type: ignore[union-attr]
 
 
 # --- replay ----------------------------------------------------------------------------
@@ -369,8 +370,8 @@ def test_eight_threads_posting_at_once_leave_one_unbroken_chain(
 def test_audit_replay_re_decides_every_stored_record_and_names_one_that_differs(
     filled: tuple[str, DecisionService, list[str]], repo_root: Path, miaopi_bin: Path
 ) -> None:
-    """`audit replay` finds all 20 records identical; after a birth date is edited it names that decision."""
-    url, _, _ = filled
+    """`audit replay` finds every record identical; after a birth date is edited it names that decision."""
+    url, _, ids = filled
 
     def replay_cli(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -383,7 +384,7 @@ def test_audit_replay_re_decides_every_stored_record_and_names_one_that_differs(
 
     clean = replay_cli()
     assert 0 == clean.returncode, clean.stdout + clean.stderr
-    assert "replayed: 20 records, all identical" in clean.stdout
+    assert f"replayed: {len(ids)} records, all identical" in clean.stdout
     seq, decision_id, record_json = _execute(
         url,
         "SELECT seq, decision_id, record_json FROM explanation_records "
@@ -404,4 +405,4 @@ def test_audit_replay_re_decides_every_stored_record_and_names_one_that_differs(
     assert f"DIFFERS {decision_id}: outcome" in one.stdout
     everything = replay_cli()
     assert 1 == everything.returncode
-    assert "1 of 20 records differ" in everything.stdout
+    assert f"1 of {len(ids)} records differ" in everything.stdout
