@@ -99,10 +99,12 @@ def load_deployment(
     for rs in rulesets:
         if catalogue is None and rs.registries:
             reasons = [f"没有可用的登记库目录 / no registry catalogue: {problem}"]
+            short = ["没有可用的登记库目录 / no registry catalogue"]
         else:
             reasons = registry_reasons(rs, loaded=adapters, problems=problems)
+            short = registry_reasons(rs, loaded=adapters, problems=problems, detailed=False)
         if reasons:
-            rulesets.mark_unavailable(rs.key, reasons)
+            rulesets.mark_unavailable(rs.key, reasons, short=short)
             log.error("ruleset_not_servable", ruleset=rs.key, reasons=reasons)
     for p in rulesets.problems:
         log.error(

@@ -45,6 +45,7 @@ from explanations import (
     IdempotencyConflict,
     LegalBasisRef,
     MaskedApplicant,
+    OutputColumn,
     StoredDecision,
     canonical_json,
     decision_response,
@@ -527,6 +528,16 @@ class DecisionService:
             parameters=ev.parameters,
             outcome=ev.outcome,
             outputs=ev.outputs,
+            output_columns=[
+                OutputColumn(
+                    name=c.name,
+                    type=c.type,
+                    title_zh=c.title.zh if c.title else None,
+                    title_en=c.title.en if c.title else None,
+                    unit=c.unit,
+                )
+                for c in (rs.outputs.columns if rs.outputs is not None else ())
+            ],
             output_rules=ev.output_rules,
             reasons=[*ev.reasons, *decided.extra_reasons],
             remedy=remedy_notice(

@@ -88,6 +88,7 @@ class RulesetCatalog:
             self._by_service.setdefault(rs.service, []).append(rs)
         self.problems: list[RulesetProblem] = list(problems)
         self._unavailable: dict[str, list[str]] = {}
+        self._unavailable_short: dict[str, list[str]] = {}
         errors: list[RulesetError] = []
         for service, versions in self._by_service.items():
             live = [v for v in versions if v.doc.status in IN_FORCE_STATUSES]
@@ -146,9 +147,16 @@ class RulesetCatalog:
 
     # --- serving -------------------------------------------------------------------------
 
-    def mark_unavailable(self, ruleset_key: str, reasons: Sequence[str]) -> None:
-        """Record why a loaded ruleset cannot be served (e.g. a registry did not load)."""
+    def mark_unavailable(
+        self, ruleset_key: str, reasons: Sequence[str], *, short: Sequence[str] = ()
+    ) -> None:
+        """Record why a loaded ruleset cannot be served (e.g. a registry did not load).
+
+        ``short`` is what a client is told (no file paths); ``reasons`` go to operators.
+        """
         self._unavailable.setdefault(ruleset_key, []).extend(reasons)
+        if short:
+            self._unavailable_short.setdefault(ruleset_key, []).extend(short)
 
     def unavailable(self, ruleset: Ruleset) -> list[str]:
         """Why ``ruleset`` cannot be served; empty when it can."""
@@ -190,10 +198,17 @@ class RulesetCatalog:
         versions = self.versions(service)
         blocking = self.blocking_problems(service)
         if blocking:
-            raise ServiceUnavailable(service, reasons=[m for p in blocking for m in p.messages[:3]])
+            raise ServiceUnavailable(
+                service,
+                reasons=[
+                    f"规则文件 {Path(p.path).name} 无法加载 / ruleset file {Path(p.path).name} "
+                    "does not load"
+                    for p in blocking
+                ],
+            )
         for rs in versions:
             if rs.doc.status in IN_FORCE_STATUSES and rs.in_force_on(on):
-                reasons = self.unavailable(rs)
+                reasons = self._unavailable_short.get(rs.key) or self.unavailable(rs)
                 if reasons:
                     raise ServiceUnavailable(service, reasons=reasons, version=rs.version)
                 return rs
@@ -241,9 +256,16 @@ class RulesetCatalog:
 
 
 def registry_reasons(
-    ruleset: Ruleset, *, loaded: Mapping[str, object], problems: Mapping[str, str]
+    ruleset: Ruleset,
+    *,
+    loaded: Mapping[str, object],
+    problems: Mapping[str, str],
+    detailed: bool = True,
 ) -> list[str]:
-    """Why a ruleset cannot be served with the registries that loaded (empty when it can)."""
+    """Why a ruleset cannot be served with the registries that loaded (empty when it can).
+
+    With ``detailed`` the registry's own problem (file, row, column) is included.
+    """
     reasons = []
     for source in ruleset.registries:
         if source in loaded:
@@ -251,7 +273,8 @@ def registry_reasons(
         problem = problems.get(source)
         if problem:
             reasons.append(
-                f"登记库 {source} 不可用 / registry {source} is not available: {problem}"
+                f"登记库 {source} 不可用 / registry {source} is not available"
+                + (f": {problem}" if detailed else "")
             )
         else:
             reasons.append(f"登记库 {source} 未配置 / registry {source} is not configured")

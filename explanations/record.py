@@ -22,6 +22,7 @@ __all__ = [
     "ExplanationRecordV1",
     "LegalBasisRef",
     "MaskedApplicant",
+    "OutputColumn",
     "RemedyNotice",
     "canonical_json",
     "decision_response",
@@ -192,6 +193,18 @@ def remedy_notice(*, decided_on: dt.date, authority_zh: str) -> RemedyNotice:
     )
 
 
+class OutputColumn(BaseModel):
+    """How an output is named and measured, copied from the ruleset so the record reads alone."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    type: str
+    title_zh: str | None = None
+    title_en: str | None = None
+    unit: str | None = None
+
+
 class ExplanationRecordV1(BaseModel):
     """Everything needed to read, challenge, replay and verify one decision.
 
@@ -230,6 +243,8 @@ class ExplanationRecordV1(BaseModel):
     """The dated parameters in force on the application date, with their periods."""
     outcome: Outcome
     outputs: dict[str, JsonValue] | None
+    output_columns: list[OutputColumn] = []
+    """Title, unit and type of each output (record version 2)."""
     output_rules: list[int] = []
     """The rules of the outputs table (numbered from 1) that matched."""
     reasons: list[Reason]

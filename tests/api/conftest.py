@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -44,3 +49,74 @@ def store(api_app: FastAPI) -> DecisionStore:
     """The decision store behind ``api_app``."""
     s: DecisionStore = api_app.state.service.store
     return s
+
+
+# --- a real server process --------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_until_up(
+    base: str, server: subprocess.Popen[bytes], log: Path, timeout_s: float = 60
+) -> None:
+    """Wait for ``/healthz`` to answer; fail with the server's log if it dies or never does."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(
+                f"server exited with {server.returncode}:\n{log.read_text(errors='replace')[-3000:]}"
+            )
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(
+        f"server did not answer /healthz within {timeout_s}s:\n{log.read_text(errors='replace')[-3000:]}"
+    )
+
+
+@pytest.fixture
+def serve(tmp_path: Path, repo_root: Path, miaopi_bin: Path) -> Iterator[Callable[..., str]]:
+    """Start ``miaopi serve`` as a real process; returns its base URL. Stopped afterwards."""
+    servers: list[subprocess.Popen[bytes]] = []
+
+    def start(*, rulesets: Path, data_dir: Path, extra: tuple[str, ...] = ()) -> str:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        log = tmp_path / f"server-{port}.log"
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("MIAOPI_") and k != "DATABASE_URL"
+        }
+        with log.open("wb") as out:
+            server = subprocess.Popen(
+                [
+                    str(miaopi_bin), "serve", "--port", str(port), "--rulesets", str(rulesets),
+                    "--data-dir", str(data_dir),
+                    "--database-url", f"sqlite:///{tmp_path}/server-{port}.db", *extra,
+                ],
+                cwd=repo_root,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        servers.append(server)
+        wait_until_up(base, server, log)
+        return base
+
+    yield start
+    for server in servers:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
