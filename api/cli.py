@@ -225,7 +225,9 @@ def ruleset_validate(path: Path, registries: Registries = None) -> None:
     for err in sorted(errors, key=lambda e: (e.file, e.line or 0, e.column or 0)):
         typer.echo(str(err), err=True)
     for rs in loaded:
-        typer.echo(f"OK {rs.key} {rs.doc.status} {rs.content_hash} ({len(rs.criteria)} criteria)")
+        typer.echo(
+            f"OK {rs.key} {rs.doc.status} {rs.content_hash} ({len(rs.criteria)} criteria) {rs.path}"
+        )
         for note in _naming_notes(rs):
             typer.echo(f"   {note}")
     if errors:

@@ -28,6 +28,7 @@ from engine._compiled import (
     Template,
 )
 from engine._semantics import (
+    ANY,
     NUMERIC,
     Scope,
     TableInfo,
@@ -108,7 +109,7 @@ def _literal_type(v: object) -> str:
 
 def _fits(got: str, want: str) -> bool:
     """Whether a value of type ``got`` may stand where ``want`` is declared."""
-    return got == want or (want == "number" and got == "integer")
+    return got == want or (want == "number" and got == "integer") or ANY in (got, want)
 
 
 class Checked:
@@ -143,8 +144,11 @@ class Checker:
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def err(self, message: str, *path: str | int, offset: int | None = None) -> None:
-        self.errors.append(self.loc.error(message, path, offset=offset))
+    def err(
+        self, message: str, *path: str | int, offset: int | None = None, at_key: bool = False
+    ) -> None:
+        """Report a problem at ``path`` (at the key itself with ``at_key``, for a misnamed key)."""
+        self.errors.append(self.loc.error(message, path, offset=offset, at_key=at_key))
 
     def expr(
         self, text: str, scope: Scope, *path: str | int, want: str | None
@@ -328,6 +332,7 @@ class Checker:
                         f"used in {seen[name]}",
                         section,
                         name,
+                        at_key=True,
                     )
                 seen[name] = section
         for name, section in seen.items():
@@ -337,6 +342,7 @@ class Checker:
                     "evidence id or a reserved word",
                     section,
                     name,
+                    at_key=True,
                 )
 
     # --- parameters ----------------------------------------------------------------------
@@ -392,8 +398,9 @@ class Checker:
                 for key, v in items:
                     if not _fits(_literal_type(v), param.type):
                         self.err(
-                            f"参数值的类型应为{_ZH_TYPE[param.type]} / expected a {param.type} "
-                            f"value, got {v!r}",
+                            f"参数值的类型应为{_ZH_TYPE[param.type]} / expected "
+                            f"{'an' if param.type[0] in 'ai' else 'a'} {param.type} value, "
+                            f"got {v!r}",
                             *at,
                             "values",
                             j,
@@ -402,6 +409,10 @@ class Checker:
                         )
                         ok = False
             if not ok:
+                if isinstance(periods[0].value, dict):
+                    scope.tables[name] = TableInfo(ANY, frozenset(), dated=True)
+                else:
+                    scope.names[name] = ANY
                 continue
             checked_periods = []
             for j, period in enumerate(periods):
@@ -499,6 +510,7 @@ class Checker:
                     f"{ev.source}{hint} (key fields: {', '.join(key_fields)})",
                     *at,
                     *where,
+                    at_key=True,
                 )
                 ok = False
             remaining = [f for f in key_fields if f not in given]
@@ -545,6 +557,7 @@ class Checker:
                     *at,
                     "claims",
                     name,
+                    at_key=True,
                 )
                 ok = False
         for fname, ftype in ev.fields.items():
@@ -576,6 +589,7 @@ class Checker:
                         *at,
                         "fields",
                         fname,
+                        at_key=True,
                     )
                     ok = False
                 else:
@@ -591,6 +605,7 @@ class Checker:
                         *at,
                         "fields",
                         fname,
+                        at_key=True,
                     )
                     ok = False
                 elif have != ftype:
@@ -755,16 +770,20 @@ class Checker:
         deps = {n: self._value_deps(n) for n in names}
         order: list[str] = []
         state: dict[str, int] = {}
+        cyclic: set[str] = set()
 
         def visit(n: str, chain: tuple[str, ...]) -> None:
             if state.get(n) == 2:
                 return
             if state.get(n) == 1:
+                loop = (*chain[chain.index(n) :], n)
+                cyclic.update(loop)
                 self.err(
                     f"中间值相互引用形成循环 / values refer to each other in a cycle: "
-                    f"{' -> '.join((*chain, n))}",
+                    f"{' -> '.join(loop)}",
                     "values",
                     n,
+                    at_key=True,
                 )
                 return
             state[n] = 1
@@ -775,12 +794,18 @@ class Checker:
 
         for n in names:
             visit(n, ())
+        for n in cyclic:
+            scope.names[n] = ANY
         for n in order:
-            checked = self._value(n, scope)
+            checked = None if n in cyclic else self._value(n, scope)
             if checked is not None:
                 self.out.values.append(checked)
                 scope.names[n] = checked.type
                 self.out.sources[n] = "value"
+            else:  # its error is reported; its uses are not reported again
+                scope.names[n] = ANY
+        for n in names:
+            scope.names.setdefault(n, ANY)
 
     def _value(self, name: str, scope: Scope) -> CheckedValue | None:
         value = self.doc.values[name]
@@ -1049,8 +1074,9 @@ class Checker:
         if isinstance(raw, CellExpr) or (isinstance(raw, str) and col.type != "string"):
             if self.doc.schema_version == 1:
                 self.err(
-                    f"列 {col.name} 为{_ZH_TYPE.get(col.type)}，不能写 {raw!r} / column "
-                    f"{col.name} is {col.type}, got string {raw!r}",
+                    f"列 {col.name} 为{_ZH_TYPE.get(col.type)}，表达式单元格 {raw!r} 需要 "
+                    f"schema_version: 2 / an expression cell needs schema_version: 2 (column "
+                    f"{col.name} is {col.type}, got string {raw!r})",
                     *at,
                 )
                 return None
@@ -1236,9 +1262,22 @@ class Checker:
                         *at,
                         "evidence",
                         eid,
+                        at_key=True,
                     )
                     continue
-                for field in vals or {}:
+                for field, given in (vals or {}).items():
+                    declared = evidence[eid].fields.get(field)
+                    if declared is not None and not _test_value_fits(given, declared):
+                        self.err(
+                            f"测试证据 {eid}.{field} 应为{_ZH_TYPE[declared]}，得到 {given!r} / "
+                            f"test evidence {eid}.{field} must be a {declared}"
+                            + (" (YYYY-MM-DD)" if declared == "date" else "")
+                            + f", got {given!r}",
+                            *at,
+                            "evidence",
+                            eid,
+                            field,
+                        )
                     if field not in evidence[eid].fields:
                         close = difflib.get_close_matches(field, list(evidence[eid].fields), n=1)
                         hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -1249,6 +1288,7 @@ class Checker:
                             "evidence",
                             eid,
                             field,
+                            at_key=True,
                         )
             for listname in ("failed", "unknown"):
                 bad = [c for c in getattr(ex.expect, listname) if c not in criteria]
@@ -1269,6 +1309,7 @@ class Checker:
                         "expect",
                         "outputs",
                         key,
+                        at_key=True,
                     )
             for key in ex.expect.values or {}:
                 if key not in values:
@@ -1279,6 +1320,7 @@ class Checker:
                         "expect",
                         "values",
                         key,
+                        at_key=True,
                     )
 
     def _test_date(self, raw: object, *at: str | int) -> None:
@@ -1309,6 +1351,23 @@ class Checker:
                 "application",
                 "date",
             )
+
+
+def _test_value_fits(v: object, type_name: str) -> bool:
+    """Whether a test's evidence value can stand for a registry value of ``type_name``."""
+    if v is None:
+        return True
+    if type_name == "string":
+        return isinstance(v, str)
+    if isinstance(v, str):
+        from engine.registries import convert_text
+
+        try:
+            convert_text(v, type_name)
+        except ValueError:
+            return False
+        return True
+    return _fits(_literal_type(v), type_name)
 
 
 def checker_errors_sorted(errors: list[Any]) -> list[Any]:

@@ -37,6 +37,7 @@ from engine.expr import (
 )
 
 __all__ = [
+    "ANY",
     "DECIMAL",
     "FUNCTIONS",
     "MISSING",
@@ -75,6 +76,9 @@ Env = Mapping[str, object]
 Tables = Mapping[str, Mapping[str, object]]
 
 NUMERIC = frozenset({"integer", "number"})
+ANY: Final = "any"
+"""The type of a name whose definition has an error (already reported): it fits anywhere,
+so its uses are not reported again as unknown names."""
 DECIMAL: Final = decimal.Context(
     prec=34,
     rounding=decimal.ROUND_HALF_EVEN,
@@ -183,7 +187,7 @@ def _rounding(name: str) -> CheckFn:
                 f"({name}(x) or {name}(x, places)), got {len(types)}",
                 None,
             )
-        if types[0] not in NUMERIC:
+        if types[0] not in NUMERIC and types[0] != ANY:
             raise fail(
                 f"{name} 的参数应为数字 / {name}: expected a number, got a {types[0]}", args[0]
             )
@@ -214,6 +218,8 @@ def _extreme(name: str) -> CheckFn:
                 f"{len(types)}",
                 None,
             )
+        if ANY in types:
+            return ANY
         if all(t in NUMERIC for t in types):
             return "number" if "number" in types else "integer"
         if all(t == "date" for t in types):
@@ -228,7 +234,7 @@ def _extreme(name: str) -> CheckFn:
 
 
 def _abs_check(types: list[str], args: tuple[Expr, ...], fail: Fail) -> str:
-    if len(types) != 1 or types[0] not in NUMERIC:
+    if len(types) != 1 or (types[0] not in NUMERIC and types[0] != ANY):
         raise fail("abs 需要 1 个数字参数 / abs expects one number", None)
     return types[0]
 
@@ -319,7 +325,7 @@ def _type_of_literal(v: object) -> str:
 
 
 def _compatible(a: str, b: str) -> bool:
-    return a == b or (a in NUMERIC and b in NUMERIC)
+    return a == b or (a in NUMERIC and b in NUMERIC) or ANY in (a, b)
 
 
 def _numeric_result(a: str, b: str) -> str:
@@ -350,6 +356,8 @@ def check(node: Expr, scope: Scope, *, text: str, types: dict[Expr, str] | None 
 
     def key_check(table: Name, key: Expr) -> None:
         info = scope.tables[table.dotted]
+        if info.value_type == ANY:
+            return
         if isinstance(key, Literal) and isinstance(key.value, str) and key.value not in info.keys:
             close = difflib.get_close_matches(key.value, sorted(info.keys), n=1, cutoff=0.3)
             hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -406,7 +414,7 @@ def check(node: Expr, scope: Scope, *, text: str, types: dict[Expr, str] | None 
                 if t.dotted not in scope.tables:
                     raise fail(f"未知的表 / unknown table {t.dotted!r}{scope.suggest(t.dotted)}", t)
                 key_type = go(k)
-                if key_type != "string":
+                if key_type not in ("string", ANY):
                     raise fail(
                         f"表的键须为字符串 / table keys are strings, got a {key_type} key", k
                     )
@@ -414,6 +422,8 @@ def check(node: Expr, scope: Scope, *, text: str, types: dict[Expr, str] | None 
                 return scope.tables[t.dotted].value_type
             case Arith(op=op, left=l, right=r):
                 lt, rt = go(l), go(r)
+                if ANY in (lt, rt):
+                    return ANY
                 if lt in NUMERIC and rt in NUMERIC:
                     return "number" if op == "/" else _numeric_result(lt, rt)
                 if lt == "date" and rt == "integer" and op in "+-":
@@ -427,6 +437,8 @@ def check(node: Expr, scope: Scope, *, text: str, types: dict[Expr, str] | None 
                 )
             case Neg(operand=o):
                 operand_type = go(o)
+                if operand_type == ANY:
+                    return ANY
                 if operand_type not in NUMERIC:
                     raise fail(f"不能取负 / cannot negate a {operand_type}", n)
                 return operand_type
@@ -435,9 +447,11 @@ def check(node: Expr, scope: Scope, *, text: str, types: dict[Expr, str] | None 
                     "列表只能用在 in 的右边 / a list is only allowed on the right of 'in'", n
                 )
             case If(cond=c, then=a, orelse=b):
-                if go(c) != "boolean":
+                if go(c) not in ("boolean", ANY):
                     raise fail("if 之后须为条件 / 'if' needs a boolean condition", c)
                 at, bt = go(a), go(b)
+                if ANY in (at, bt):
+                    return bt if at == ANY else at
                 if at in NUMERIC and bt in NUMERIC:
                     return _numeric_result(at, bt)
                 if at != bt or at == "table":
@@ -455,7 +469,7 @@ def check(node: Expr, scope: Scope, *, text: str, types: dict[Expr, str] | None 
                     )
                 if lt == "table":
                     raise fail("不能比较表 / cannot compare a table", n)
-                if op not in ("==", "!=") and lt == "boolean":
+                if op not in ("==", "!=") and "boolean" in (lt, rt) and ANY not in (lt, rt):
                     raise fail(
                         f"布尔值只能用 == 或 != 比较 / booleans only support == and !=, not {op}", n
                     )
@@ -485,7 +499,7 @@ def check(node: Expr, scope: Scope, *, text: str, types: dict[Expr, str] | None 
                 if isinstance(hay, Name) and hay.dotted in scope.tables:
                     if types is not None:
                         types[hay] = "table"
-                    if nt != "string":
+                    if nt not in ("string", ANY):
                         raise fail(f"表的键须为字符串 / table keys are strings, got a {nt}", needle)
                     return "boolean"
                 raise fail(
@@ -493,14 +507,14 @@ def check(node: Expr, scope: Scope, *, text: str, types: dict[Expr, str] | None 
                     hay,
                 )
             case Not(operand=o):
-                if go(o) != "boolean":
+                if go(o) not in ("boolean", ANY):
                     raise fail("not 之后须为条件 / 'not' needs a boolean", o)
                 return "boolean"
             case And(items=items) | Or(items=items):
                 word = "and" if isinstance(n, And) else "or"
                 for item in items:
                     got = go(item)
-                    if got != "boolean":
+                    if got not in ("boolean", ANY):
                         raise fail(
                             f"{word} 的两边须为条件 / '{word}' needs boolean operands, got {got}",
                             item,

@@ -116,17 +116,32 @@ def _value_changes(a: NamedValue, b: NamedValue) -> list[str]:
 
 
 def _rules(old: list[tuple[str | None, Any]], new: list[tuple[str | None, Any]]) -> list[str]:
+    """Rules matched by content, so removing an early rule is reported as that removal."""
+    import difflib
+
+    def sig(rule: tuple[str | None, Any]) -> str:
+        return f"{_expr(rule[0])} => {_plain(rule[1])}"
+
+    def shown(rule: tuple[str | None, Any]) -> str:
+        return f"when {_expr(rule[0])} then {_plain(rule[1])}"
+
     out = _field("规则数 / rules", len(old), len(new))
-    for i in range(max(len(old), len(new))):
-        if i >= len(new):
-            out.append(f"- 规则 / rule {i + 1}: when {_expr(old[i][0])} then {_plain(old[i][1])}")
-        elif i >= len(old):
-            out.append(f"+ 规则 / rule {i + 1}: when {_expr(new[i][0])} then {_plain(new[i][1])}")
-        else:
-            out += _field(
-                f"规则 {i + 1} 条件 / rule {i + 1} when", _expr(old[i][0]), _expr(new[i][0])
-            )
-            out += _field(f"规则 {i + 1} 结果 / rule {i + 1} then", old[i][1], new[i][1])
+    matcher = difflib.SequenceMatcher(a=[sig(r) for r in old], b=[sig(r) for r in new])
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            continue
+        if op == "replace" and i2 - i1 == j2 - j1:
+            for i, j in zip(range(i1, i2), range(j1, j2), strict=True):
+                label = f"规则 {i + 1}" + (f"（现为第 {j + 1} 条）" if i != j else "")
+                out += _field(
+                    f"{label}条件 / rule {i + 1} when", _expr(old[i][0]), _expr(new[j][0])
+                )
+                out += _field(f"{label}结果 / rule {i + 1} then", old[i][1], new[j][1])
+            continue
+        for i in range(i1, i2):
+            out.append(f"- 删除规则 / removed rule {i + 1}: {shown(old[i])}")
+        for j in range(j1, j2):
+            out.append(f"+ 新增规则 / added rule {j + 1}: {shown(new[j])}")
     return out
 
 

@@ -81,11 +81,20 @@ def _matches(expected: object, got: object, tolerance: Decimal | None, type_name
 
 
 def _shown(v: object) -> str:
+    """An expectation or a result as the policy officer wrote it (no Python reprs)."""
     if isinstance(v, Approx):
         return f"{v.value} ± {v.tolerance}"
     if isinstance(v, dt.date):
         return v.isoformat()
-    return repr(v)
+    if isinstance(v, Decimal | int) and not isinstance(v, bool):
+        return str(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null（无结果 / nothing）"
+    if isinstance(v, list):
+        return "[" + ", ".join(_shown(i) for i in v) + "]"
+    return str(v)
 
 
 def run_example(ruleset: Ruleset, example: Example) -> ExampleResult:
@@ -101,10 +110,13 @@ def run_example(ruleset: Ruleset, example: Example) -> ExampleResult:
         form = ruleset.form_model.model_validate(form_raw).model_dump()
     except pydantic.ValidationError as exc:
         return ExampleResult(example.name, False, [f"form invalid: {exc}"])
-    evidence = {
-        eid: (_coerce_evidence(ruleset, eid, vals) if vals is not None else None)
-        for eid, vals in example.evidence.items()
-    }
+    try:
+        evidence = {
+            eid: (_coerce_evidence(ruleset, eid, vals) if vals is not None else None)
+            for eid, vals in example.evidence.items()
+        }
+    except ValueError as exc:  # refused at validate time; kept here for rulesets built in code
+        return ExampleResult(example.name, False, [f"evidence invalid: {exc}"])
     env = application_env(
         application_date=day,
         id_number=str(applicant.get("id_number", "")),
@@ -130,13 +142,19 @@ def run_example(ruleset: Ruleset, example: Example) -> ExampleResult:
         types = {c.name: c.type for c in ruleset.outputs.columns} if ruleset.outputs else {}
         for k, v in exp.outputs.items():
             if not _matches(v, got.get(k), exp.tolerance, types.get(k, "")):
-                problems.append(f"output {k}: expected {_shown(v)}, got {got.get(k)!r}")
+                problems.append(
+                    f"output {k}: expected {_shown(v)}, got {_shown(got.get(k))}"
+                    + (f" (tolerance {exp.tolerance})" if exp.tolerance is not None else "")
+                )
     if exp.values is not None:
         got_values = {v.name: v.value for v in result.values}
         value_types = {v.name: v.type for v in ruleset.values}
         for k, v in exp.values.items():
             if not _matches(v, got_values.get(k), exp.tolerance, value_types.get(k, "")):
-                problems.append(f"value {k}: expected {_shown(v)}, got {got_values.get(k)!r}")
+                problems.append(
+                    f"value {k}: expected {_shown(v)}, got {_shown(got_values.get(k))}"
+                    + (f" (tolerance {exp.tolerance})" if exp.tolerance is not None else "")
+                )
     if (result.outcome, result.failed, result.unknown, result.outputs, result.output_rules) != (
         reference.outcome,
         reference.failed,
