@@ -722,6 +722,7 @@ def generate_demo_data(
     if people < 0:
         raise ValueError(f"people must be zero or more, got {people}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    _clear_previous(out_dir, rulesets_dir)
     b = _Builder(rng=random.Random(seed))
     samples = _write_samples(b, out_dir)
 
@@ -787,6 +788,19 @@ def generate_demo_data(
     )
     _write_json(out_dir / "demo.json", summary.model_dump(mode="json"))
     return summary
+
+
+def _clear_previous(out_dir: Path, rulesets_dir: Path | None) -> None:
+    """Remove what an earlier run wrote (and only that), so a rerun starts from nothing."""
+    names = set(CSV_COLUMNS) | {"applications.jsonl", "demo.json"}
+    if rulesets_dir is not None and rulesets_dir.is_dir():
+        names |= {p.name for p in rulesets_dir.glob("*/demo/*.csv")}
+    for name in names:
+        (out_dir / name).unlink(missing_ok=True)
+    applications = out_dir / "applications"
+    if applications.is_dir():
+        for path in applications.glob("*.json"):
+            path.unlink()
 
 
 def _count_rows(path: Path) -> int:

@@ -47,6 +47,9 @@ _TYPE_ZH = {
 }
 
 RawRow = dict[str, str]
+MISSING_KEY = object()
+_EXACT: dict[str, type] = {"string": str, "integer": int, "date": dt.date, "boolean": bool}
+"""Python types that need no conversion to be compared with a registry field's values."""
 
 
 class RegistryFileError(Exception):
@@ -105,19 +108,25 @@ class FileRegistry:
     """Answers from memory without blocking: the gatherer calls it inline, no time box."""
     version: str = _VERSION
     _index: dict[tuple[object, ...], list[_Row]] = field(default_factory=dict, repr=False)
-    _answers: dict[str, dict[str, object]] = field(default_factory=dict, repr=False)
+    _answers: dict[str, dict[str, object] | None] = field(default_factory=dict, repr=False)
+    _types: dict[str, str] = field(default_factory=dict, repr=False)
+    _key_types: list[tuple[str, str]] = field(default_factory=list, repr=False)
 
     source: str = ""
     """The catalogue id (set from the spec)."""
 
     def __post_init__(self) -> None:
         self.source = self.spec.id
+        self._types = self.spec.field_types
+        self._key_types = [(k, self._types[k]) for k in self.spec.key]
         for row in self.rows:
             self._index.setdefault(self._row_key(row), []).append(row)
         types = self.spec.field_types
         for name, text in self.spec.answers.items():
             claim = parse_claim(text, fields=types)
-            self._answers[name] = {f: getattr(node, "value", None) for f, node in claim.equals}
+            self._answers[name] = self._typed_claim(
+                {f: getattr(node, "value", None) for f, node in claim.equals}
+            )
 
     @property
     def fields(self) -> Mapping[str, str]:
@@ -141,20 +150,27 @@ class FileRegistry:
         return tuple(row.typed.get(k) for k in self.spec.key)
 
     def _wanted_key(self, key: Mapping[str, object]) -> tuple[object, ...] | None:
+        out: list[object] = []
+        if len(key) == len(self._key_types):
+            for k, type_name in self._key_types:
+                v = key.get(k, MISSING_KEY)
+                if v is MISSING_KEY:
+                    break
+                if _EXACT.get(type_name) is type(v):
+                    out.append(v)  # already the registry's type (the usual case)
+                    continue
+                try:
+                    out.append(convert_text(_text(v), type_name))
+                except ValueError:
+                    return None  # a key that cannot exist in the registry
+            else:
+                return tuple(out)
         missing = [k for k in self.spec.key if k not in key]
         unknown = [k for k in key if k not in self.spec.key]
-        if missing or unknown:
-            raise ValueError(
-                f"登记库 {self.source} 的键为 {', '.join(self.spec.key)} / registry {self.source} "
-                f"is keyed by {', '.join(self.spec.key)}; missing {missing}, unexpected {unknown}"
-            )
-        out: list[object] = []
-        for k in self.spec.key:
-            try:
-                out.append(convert_text(_text(key[k]), self.spec.field_types[k]))
-            except ValueError:
-                return None  # a key that cannot exist in the registry
-        return tuple(out)
+        raise ValueError(
+            f"登记库 {self.source} 的键为 {', '.join(self.spec.key)} / registry {self.source} "
+            f"is keyed by {', '.join(self.spec.key)}; missing {missing}, unexpected {unknown}"
+        )
 
     def _provenance(self, rows: Sequence[_Row], *, now: dt.datetime) -> Provenance:
         rid = self.spec.record_id
@@ -236,10 +252,14 @@ class FileRegistry:
                         f"has no named answer {name!r}; answers: {', '.join(self._answers)}"
                     )
                 claim = self._answers[name]
-            for f in claim:
-                if f not in self.spec.fields:
-                    raise ValueError(f"registry {self.source} has no field {f!r}")
-            answers[name] = any(self._holds(row, claim) for row in rows)
+            else:
+                claim = self._typed_claim(claim)
+            if claim is None:  # a claimed value the registry's field can never hold
+                answers[name] = False
+                continue
+            answers[name] = any(
+                all(row.typed.get(f) == want for f, want in claim.items()) for row in rows
+            )
         if not rows and self.spec.no_record == "unknown":
             return Lookup(
                 status="not_found",
@@ -254,19 +274,22 @@ class FileRegistry:
             provenance=self._provenance(rows, now=now),
         )
 
-    def _holds(self, row: _Row, claim: ClaimValues) -> bool:
-        types = self.spec.field_types
+    def _typed_claim(self, claim: ClaimValues) -> dict[str, object] | None:
+        """The claimed values in the registry's field types, or ``None`` if one cannot be."""
+        out: dict[str, object] = {}
         for f, claimed in claim.items():
-            have = row.typed.get(f)
-            if have is None:
-                return False
+            type_name = self.spec.field_types.get(f)
+            if type_name is None:
+                raise ValueError(f"registry {self.source} has no field {f!r}")
             try:
-                want = convert_text(_text(claimed), types[f])
+                out[f] = (
+                    claimed
+                    if _EXACT.get(type_name) is type(claimed)
+                    else convert_text(_text(claimed), type_name)
+                )
             except ValueError:
-                return False
-            if have != want:
-                return False
-        return True
+                return None
+        return out
 
 
 def _convert(

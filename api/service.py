@@ -35,6 +35,7 @@ from engine import (
 )
 from engine._compiled import EvidencePlan
 from engine._semantics import MISSING, value
+from engine.expr import Name
 from engine.privacy import id_number_problem
 from engine.registries import RegistryCatalogue
 from explanations import (
@@ -151,14 +152,27 @@ def _json_scalar(v: object) -> str | int | float | bool | None:
     return str(v)
 
 
-def _completed(call: Callable[[], Lookup]) -> Future[Lookup]:
-    """A future already holding ``call()``'s result or exception (for in-memory registries)."""
-    done: Future[Lookup] = Future()
-    try:
-        done.set_result(call())
-    except Exception as exc:  # delivered through the future like a pooled call's
-        done.set_exception(exc)
-    return done
+class _Completed:
+    """An in-memory registry's answer, read like a pooled call's future (``result()``).
+
+    A real ``Future`` costs a lock and a condition per lookup, for nothing here.
+    """
+
+    __slots__ = ("_error", "_value")
+
+    def __init__(self, call: Callable[[], Lookup]) -> None:
+        self._value: Lookup | None = None
+        self._error: Exception | None = None
+        try:
+            self._value = call()
+        except Exception as exc:  # delivered through result() like a pooled call's
+            self._error = exc
+
+    def result(self, timeout: float | None = None) -> Lookup:
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
 
 
 @dataclass
@@ -203,6 +217,8 @@ class DecisionService:
         self.clock = clock
         self.new_id = new_id
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="adapter")
+        self._personal_fields: dict[tuple[str, str], str | None] = {}
+        self._output_columns: dict[str, list[OutputColumn]] = {}
 
     # --- steps ---------------------------------------------------------------------------
 
@@ -261,14 +277,40 @@ class DecisionService:
         return Prepared(request, ruleset, form, day)
 
     def _personal(self, source: str, field_name: str) -> str | None:
-        """``id_number`` or ``name`` when a registry field identifies a person."""
+        """``id_number`` or ``name`` when a registry field identifies a person (cached)."""
+        try:
+            return self._personal_fields[(source, field_name)]
+        except KeyError:
+            pass
         spec = self.registries.get(source) if self.registries is not None else None
-        declared = spec.personal(field_name) if spec is not None else None
-        if declared is not None:
-            return declared
-        if is_personal_field(field_name):
-            return "name" if field_name.endswith("name") else "id_number"
-        return None
+        kind = spec.personal(field_name) if spec is not None else None
+        if kind is None and is_personal_field(field_name):
+            kind = "name" if field_name.endswith("name") else "id_number"
+        self._personal_fields[(source, field_name)] = kind
+        return kind
+
+    def _columns_of(self, rs: Ruleset) -> list[OutputColumn]:
+        """The outputs' titles and units as the record carries them (built once per version)."""
+        columns = self._output_columns.get(rs.engine_name)
+        if columns is None:
+            columns = self._output_columns[rs.engine_name] = [
+                OutputColumn(
+                    name=c.name,
+                    type=c.type,
+                    title_zh=c.title.zh if c.title else None,
+                    title_en=c.title.en if c.title else None,
+                    unit=c.unit,
+                )
+                for c in (rs.outputs.columns if rs.outputs is not None else ())
+            ]
+        return columns
+
+    def _pseudonym(self, value: str, kind: str, memo: dict[tuple[str, str], str]) -> str:
+        """``pseudonymize`` once per value and kind within one decision."""
+        found = memo.get((value, kind))
+        if found is None:
+            found = memo[(value, kind)] = pseudonymize(value, key=self.key, kind=kind)
+        return found
 
     def _request(
         self, plan: EvidencePlan, facts: Mapping[str, object], ruleset: Ruleset
@@ -276,7 +318,11 @@ class DecisionService:
         """The key, claims and fields to ask for, or why the registry cannot be asked."""
         key: dict[str, object] = {}
         for key_field, expr in plan.key.items():
-            v = value(expr, facts, ruleset.tables)
+            v = (
+                facts.get(expr.dotted, MISSING)
+                if type(expr) is Name
+                else value(expr, facts, ruleset.tables)
+            )
             if v is MISSING or v is None or v == "":
                 return f"lookup key {plan.key_text} is not available"
             if key_field is None:
@@ -296,7 +342,10 @@ class DecisionService:
         return key, claims, fields
 
     def gather(
-        self, prepared: Prepared, now: dt.datetime
+        self,
+        prepared: Prepared,
+        now: dt.datetime,
+        memo: dict[tuple[str, str], str] | None = None,
     ) -> tuple[dict[str, dict[str, object] | None], list[EvidenceItem]]:
         """Ask every registry, dependency level by level, each call time-boxed.
 
@@ -305,6 +354,7 @@ class DecisionService:
         """
         rs = prepared.ruleset
         req = prepared.request
+        memo = {} if memo is None else memo
         facts = application_env(
             application_date=prepared.application_date,
             id_number=req.applicant.id_number,
@@ -315,7 +365,7 @@ class DecisionService:
         fetched: dict[str, dict[str, object] | None] = {}
         items: dict[str, EvidenceItem] = {}
         for level in sorted({p.level for p in rs.evidence}):
-            pending: list[tuple[EvidencePlan, dict[str, object], Future[Lookup]]] = []
+            pending: list[tuple[EvidencePlan, dict[str, object], Future[Lookup] | _Completed]] = []
             for plan in (p for p in rs.evidence if p.level == level):
                 asked = self._request(plan, facts, rs)
                 adapter = self.adapters.get(plan.source)
@@ -343,8 +393,8 @@ class DecisionService:
                     claims=claims,
                     now=now,
                 )
-                future = (
-                    _completed(call)
+                future: Future[Lookup] | _Completed = (
+                    _Completed(call)
                     if getattr(adapter, "in_memory", False)
                     else self._pool.submit(call)
                 )
@@ -360,7 +410,13 @@ class DecisionService:
                         message = str(exc)[:300]
                     fetched[plan.id] = None
                     items[plan.id] = self._item(
-                        plan, key, None, status="error", error_code=code, error_message=message
+                        plan,
+                        key,
+                        None,
+                        status="error",
+                        error_code=code,
+                        error_message=message,
+                        memo=memo,
                     )
                     log.warning(
                         "adapter_failed", evidence=plan.id, registry=plan.source, error_code=code
@@ -378,15 +434,18 @@ class DecisionService:
                     status=lookup.status,
                     error_code=lookup.error_code,
                     error_message=lookup.error_message,
+                    memo=memo,
                 )
         return fetched, [items[e.id] for e in rs.doc.evidence if e.id in items]
 
-    def _key_text(self, plan: EvidencePlan, key: Mapping[str, object]) -> str:
+    def _key_text(
+        self, plan: EvidencePlan, key: Mapping[str, object], memo: dict[tuple[str, str], str]
+    ) -> str:
         def shown(field_name: str, v: object) -> str:
             text = _json_scalar(v)
             kind = self._personal(plan.source, field_name)
             if kind is not None and isinstance(v, str):
-                return pseudonymize(v, key=self.key, kind=kind)
+                return self._pseudonym(v, kind, memo)
             return str(text)
 
         if len(key) == 1:
@@ -403,13 +462,15 @@ class DecisionService:
         status: str,
         error_code: str | None = None,
         error_message: str | None = None,
+        memo: dict[tuple[str, str], str] | None = None,
     ) -> EvidenceItem:
+        memo = {} if memo is None else memo
         values: dict[str, Any] = {}
         if lookup is not None:
             for k, v in lookup.values.items():
                 kind = self._personal(plan.source, k)
                 if kind is not None and isinstance(v, str):
-                    v = pseudonymize(v, key=self.key, kind=kind)
+                    v = self._pseudonym(v, kind, memo)
                 values[k] = _json_scalar(v)
         prov = lookup.provenance if lookup is not None else None
         spec = self.registries.get(plan.source) if self.registries is not None else None
@@ -418,7 +479,7 @@ class DecisionService:
             source=plan.source,
             mode=plan.mode,  # type: ignore[arg-type]
             key_expression=plan.key_text,
-            key=self._key_text(plan, key) if key else None,
+            key=self._key_text(plan, key, memo) if key else None,
             status=status,  # type: ignore[arg-type]
             values=values,
             adapter=prov.adapter if prov else None,
@@ -436,10 +497,11 @@ class DecisionService:
 
     def decide_prepared(self, prepared: Prepared) -> Decided:
         now = self.clock()
-        fetched, items = self.gather(prepared, now)
+        memo: dict[tuple[str, str], str] = {}
+        fetched, items = self.gather(prepared, now, memo)
         req = prepared.request
-        pseudo_id = pseudonymize(req.applicant.id_number, key=self.key, kind="id_number")
-        pseudo_name = pseudonymize(req.applicant.name, key=self.key, kind="name")
+        pseudo_id = self._pseudonym(req.applicant.id_number, "id_number", memo)
+        pseudo_name = self._pseudonym(req.applicant.name, "name", memo)
         sources = {p.id: p.source for p in prepared.ruleset.evidence}
         evidence: dict[str, dict[str, object] | None] = {}
         for eid, values in fetched.items():
@@ -450,9 +512,7 @@ class DecisionService:
             for k, v in values.items():
                 kind = self._personal(sources[eid], k)
                 pseudo[k] = (
-                    pseudonymize(v, key=self.key, kind=kind)
-                    if kind is not None and isinstance(v, str)
-                    else v
+                    self._pseudonym(v, kind, memo) if kind is not None and isinstance(v, str) else v
                 )
             evidence[eid] = pseudo
         env = application_env(
@@ -528,16 +588,7 @@ class DecisionService:
             parameters=ev.parameters,
             outcome=ev.outcome,
             outputs=ev.outputs,
-            output_columns=[
-                OutputColumn(
-                    name=c.name,
-                    type=c.type,
-                    title_zh=c.title.zh if c.title else None,
-                    title_en=c.title.en if c.title else None,
-                    unit=c.unit,
-                )
-                for c in (rs.outputs.columns if rs.outputs is not None else ())
-            ],
+            output_columns=self._columns_of(rs),
             output_rules=ev.output_rules,
             reasons=[*ev.reasons, *decided.extra_reasons],
             remedy=remedy_notice(

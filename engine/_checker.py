@@ -26,6 +26,7 @@ from engine._compiled import (
     EvidencePlan,
     Period,
     Template,
+    typed_json,
 )
 from engine._semantics import (
     ANY,
@@ -1003,8 +1004,24 @@ class Checker:
             if cells is None:
                 ok = False
                 continue
+            literals = {c: n for c, n in cells.items() if isinstance(n, Literal)}
+            constant: dict[str, object] | None = (
+                {c: n.value for c, n in literals.items()} if len(literals) == len(cells) else None
+            )
+            constant_json = (
+                {c: typed_json(v, by_name[c].type) for c, v in constant.items()}
+                if constant is not None
+                else None
+            )
             rows.append(
-                CheckedRow(r, when_node, unparse(when_node) if when_node else "true", cells)
+                CheckedRow(
+                    r,
+                    when_node,
+                    unparse(when_node) if when_node else "true",
+                    cells,
+                    constant,
+                    constant_json,
+                )
             )
         default_cells = None
         if default is not None:
@@ -1180,6 +1197,7 @@ class Checker:
                     unparse(node),
                     tuple(unparse(t) for t in terms),
                     self._facts_of([*names, *tables_in(node)]),
+                    tuple(self.out.sources.get(unparse(t), "computed") for t in terms),
                 )
             )
 

@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 
 from engine._semantics import MISSING, value
 from engine.expr import Expr
@@ -24,6 +25,34 @@ __all__ = [
     "Template",
     "format_value",
 ]
+
+
+JsonScalar = str | int | float | bool | None
+JsonValue = JsonScalar | list[JsonScalar]
+
+
+def json_value(v: object) -> JsonValue:
+    """A value as written in JSON records: decimals as exact strings, dates as ISO text."""
+    if v is MISSING or v is None:
+        return None
+    if isinstance(v, bool | str | int):
+        return v
+    if isinstance(v, Decimal):
+        return format(v, "f")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, list):
+        return [json_value(i) for i in v]  # type: ignore[misc]
+    return str(v)
+
+
+def typed_json(v: object, type_name: str) -> JsonValue:
+    """A value of a declared type in JSON: every ``number`` is a decimal string."""
+    if isinstance(v, list):
+        return [typed_json(i, type_name) for i in v]  # type: ignore[misc]
+    if type_name == "number" and isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    return json_value(v)
 
 
 def _plain(d: Decimal) -> str:
@@ -87,6 +116,8 @@ class CheckedCriterion:
     term_texts: tuple[str, ...] = ()
     facts: tuple[str, ...] = ()
     """The application and registry facts it depends on, through values too."""
+    term_sources: tuple[str, ...] = ()
+    """Where each compared term's value comes from (see ``ComparedValue.source``)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +143,10 @@ class CheckedRow:
     """``None``: the rule always matches."""
     when_text: str
     cells: dict[str, Expr]
+    constant: dict[str, object] | None = None
+    """The outputs when every cell is a constant (computed once, not per decision)."""
+    constant_json: dict[str, JsonValue] | None = None
+    """The same, as written in JSON (each column's type applied)."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +159,10 @@ class CheckedTable:
     columns: tuple[Column, ...]
     rows: tuple[CheckedRow, ...]
     default: dict[str, Expr] | None = None
+
+    @cached_property
+    def column_types(self) -> dict[str, str]:
+        return {c.name: c.type for c in self.columns}
 
     @property
     def multiple(self) -> bool:

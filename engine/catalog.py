@@ -164,6 +164,8 @@ class RulesetCatalog:
 
     def blocking_problems(self, service: str) -> list[RulesetProblem]:
         """Broken files of ``service`` that are not drafts: any might be the version in force."""
+        if not self.problems:
+            return []
         return [p for p in self.problems if p.service == service and p.blocks_service]
 
     def servable(self, ruleset: Ruleset) -> bool:
@@ -173,9 +175,12 @@ class RulesetCatalog:
         return sorted(set(self._by_service) | {p.service for p in self.problems if p.service})
 
     def versions(self, service: str) -> list[Ruleset]:
+        found = self._by_service.get(service)
+        if found is not None:
+            return list(found)
         if service not in self.services():
             raise UnknownService(service, known=self.services())
-        return list(self._by_service.get(service, []))
+        return []
 
     def get(self, service: str, version: str) -> Ruleset | None:
         for rs in self.versions(service):

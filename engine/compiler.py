@@ -5,8 +5,10 @@ TRUE and ``fail`` when it is FALSE, both in negation normal form. Every comparis
 by ``$ex`` on the fields it reads, so a comparison over a missing fact is neither true nor
 false, and a criterion whose outcome depends on one fires neither rule: UNKNOWN. This is
 exactly Kleene's three-valued logic, which the reference evaluator implements directly.
-Each rule of the outputs table likewise becomes a ``hit`` and a ``miss`` rule, so a rule
-over a missing fact is known to be undecided rather than taken as not matching.
+Each rule of the outputs table becomes a ``hit`` rule; the fact keys it reads are kept, so a
+rule that did not fire is known to be FALSE when all of them were asserted, and is otherwise
+decided (FALSE or UNKNOWN) by the reference evaluator: a rule over a missing fact is never
+taken as not matching. (A ``miss`` rule per row gave the same answer at ~10% more cost.)
 
 Terms durable_rules cannot compute (function calls, arithmetic, table lookups, conditional
 values, membership in a parameter whose keys change by date) are evaluated by us into
@@ -52,7 +54,7 @@ _NEVER = {"$nex": {"id": 1}}
 class RuleRef:
     """What one durable_rules rule stands for: a criterion's pass/fail, or a row's hit/miss."""
 
-    kind: str  # "pass" | "fail" | "hit" | "miss"
+    kind: str  # "pass" | "fail" | "hit"
     index: int
 
 
@@ -84,6 +86,8 @@ class CompiledRules:
     """dotted fact name → fact key"""
     derived: dict[str, Derived] = field(default_factory=dict)
     """fact key → term we evaluate before asserting"""
+    row_keys: list[frozenset[str]] = field(default_factory=list)
+    """Per outputs-table rule: the fact keys its condition reads."""
 
     def fact(
         self, env: Mapping[str, object], tables: Mapping[str, Mapping[str, object]]
@@ -93,11 +97,15 @@ class CompiledRules:
         for dotted, key in self.fields.items():
             v = env.get(dotted, MISSING)
             if v is not MISSING and v is not None:
-                out[key] = to_fact_value(v)
+                out[key] = v.toordinal() if isinstance(v, dt.date) else v
         for key, term in self.derived.items():
-            v = _derive(term, env, tables)
+            v = (
+                _derive(term, env, tables)
+                if isinstance(term, _Sign | _Member)
+                else value(term, env, tables)
+            )
             if v is not MISSING and v is not None:
-                out[key] = to_fact_value(v)
+                out[key] = v.toordinal() if isinstance(v, dt.date) else v
         return out
 
 
@@ -134,6 +142,8 @@ class _Compiler:
         self.types = types
         self.out = CompiledRules(definition={}, rules={})
         self._derived_by_text: dict[str, str] = {}
+        self.used: set[str] = set()
+        """The fact keys read by what is being compiled (collected per outputs rule)."""
 
     def derived(self, text: str, term: Derived) -> str:
         key = self._derived_by_text.get(text)
@@ -141,6 +151,7 @@ class _Compiler:
             key = f"t{len(self._derived_by_text)}"
             self._derived_by_text[text] = key
             self.out.derived[key] = term
+        self.used.add(key)
         return key
 
     def operand(self, term: Expr) -> tuple[str, object]:
@@ -150,6 +161,7 @@ class _Compiler:
         if isinstance(term, Name):
             key = "v_" + "__".join(term.parts)
             self.out.fields[term.dotted] = key
+            self.used.add(key)
             return "field", key
         return "field", self.derived(unparse(term), term)
 
@@ -227,7 +239,7 @@ def compile_rules(
     static_keys: Mapping[str, list[str]] | None = None,
     types: Mapping[Expr, str] | None = None,
 ) -> CompiledRules:
-    """Compile criteria (pass and fail rules) and decision-table rows (hit and miss rules)."""
+    """Compile criteria (pass and fail rules) and decision-table rows (hit rules)."""
     c = _Compiler(static_keys or {}, types or {})
     for i, cond in enumerate(criteria):
         for kind, positive in (("pass", True), ("fail", False)):
@@ -235,8 +247,9 @@ def compile_rules(
             c.out.definition[rule] = {"all": [{"m": c.nnf(cond, positive)}]}
             c.out.rules[rule] = RuleRef(kind, i)
     for i, when in enumerate(rows):
-        for kind, positive in (("hit", True), ("miss", False)):
-            rule = f"r{i}_{kind}"
-            c.out.definition[rule] = {"all": [{"m": c.nnf(when, positive)}]}
-            c.out.rules[rule] = RuleRef(kind, i)
+        c.used = set()
+        rule = f"r{i}_hit"
+        c.out.definition[rule] = {"all": [{"m": c.nnf(when, True)}]}
+        c.out.rules[rule] = RuleRef("hit", i)
+        c.out.row_keys.append(frozenset(c.used))
     return c.out

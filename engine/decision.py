@@ -5,13 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine._compiled import CheckedTable, CheckedValue
+from engine._compiled import CheckedTable, CheckedValue, json_value, typed_json
 from engine._durable import get_engine
 from engine._semantics import MISSING, Env, Tables, truth, value
 from engine.errors import EngineFault
@@ -85,12 +84,13 @@ only when reading a record written before decimals existed."""
 JsonValue = JsonScalar | list[JsonScalar]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ComparedValue:
     """One value a criterion compared: the term as written and what it evaluated to.
 
     A plain dataclass (pydantic validates and serialises it inside the record): there are
-    dozens per decision, and a model instance costs ten times as much to build.
+    dozens per decision, and a model instance costs ten times as much to build. Not frozen:
+    a frozen dataclass's constructor costs twice as much, and nothing changes it after.
     """
 
     expression: str
@@ -199,43 +199,19 @@ def application_env(
     return env
 
 
-def json_value(v: object) -> JsonValue:
-    """A value as written in JSON records: decimals as exact strings, dates as ISO text."""
-    if v is MISSING or v is None:
-        return None
-    if isinstance(v, bool | str | int):
-        return v
-    if isinstance(v, Decimal):
-        return format(v, "f")
-    if isinstance(v, dt.date):
-        return v.isoformat()
-    if isinstance(v, list):
-        return [json_value(i) for i in v]  # type: ignore[misc]
-    return str(v)
-
-
-def _scalar_json(v: object, type_name: str) -> JsonScalar:
+def _scalar_typed_json(v: object, type_name: str) -> JsonScalar:
     """A single value of a declared type in JSON (``number`` as a decimal string)."""
-    out = _typed_json(v, type_name)
+    out = typed_json(v, type_name)
     assert not isinstance(out, list)
     return out
-
-
-def _typed_json(v: object, type_name: str) -> JsonValue:
-    """A value of a declared type in JSON: every ``number`` is a decimal string."""
-    if isinstance(v, list):
-        return [_typed_json(i, type_name) for i in v]  # type: ignore[misc]
-    if type_name == "number" and isinstance(v, int) and not isinstance(v, bool):
-        return str(v)
-    return json_value(v)
 
 
 @dataclass
 class Prepared:
     """An application's facts with the parameters in force and the computed values added."""
 
-    env: dict[str, object]
-    tables: dict[str, Mapping[str, object]]
+    env: Mapping[str, object]
+    tables: Mapping[str, Mapping[str, object]]
     parameters: list[ParameterUse]
     values: list[ValueResult]
     reasons: list[Reason]
@@ -244,7 +220,7 @@ class Prepared:
 def prepare_env(ruleset: Ruleset, env: Mapping[str, object]) -> Prepared:
     """Add the parameters in force on the application date and every named value."""
     if not ruleset.parameters and not ruleset.values:
-        return Prepared(dict(env), dict(ruleset.tables), [], [], [])
+        return Prepared(env, ruleset.tables, [], [], [])
     out: dict[str, object] = dict(env)
     tables: dict[str, Mapping[str, object]] = dict(ruleset.tables)
     day = env.get("application.date")
@@ -257,11 +233,11 @@ def prepare_env(ruleset: Ruleset, env: Mapping[str, object]) -> Prepared:
             assert isinstance(period.value, dict)
             tables[param.name] = {str(k): v for k, v in period.value.items()}
             shown: JsonScalar | dict[str, JsonScalar] = {
-                str(k): _scalar_json(v, param.type) for k, v in period.value.items()
+                str(k): _scalar_typed_json(v, param.type) for k, v in period.value.items()
             }
         else:
             out[param.name] = period.value
-            shown = _scalar_json(period.value, param.type)
+            shown = _scalar_typed_json(period.value, param.type)
         uses.append(
             ParameterUse(
                 name=param.name,
@@ -304,7 +280,7 @@ def prepare_env(ruleset: Ruleset, env: Mapping[str, object]) -> Prepared:
                 title_zh=named.title.zh,
                 title_en=named.title.en,
                 expression=named.text,
-                value=_scalar_json(v, named.type),
+                value=_scalar_typed_json(v, named.type),
                 missing=v is MISSING or v is None,
                 unit=named.unit,
                 legal_basis=list(named.legal_basis),
@@ -347,29 +323,37 @@ def evaluate(
     values and parameters are computed first, the same way for both. An engine fault never
     becomes a rejection: the outcome is REFERRED with ``ENGINE_FAULT``.
     """
-    prepared = prepare_env(ruleset, env)
-    env = prepared.env
-    tables = prepared.tables
+    if ruleset.parameters or ruleset.values:
+        prepared = prepare_env(ruleset, env)
+        env, tables = prepared.env, prepared.tables
+        computed, in_force, notes = prepared.values, prepared.parameters, prepared.reasons
+    else:  # a version-1 ruleset: nothing to compute before the criteria
+        tables = ruleset.tables
+        computed, in_force, notes = [], [], []
     n = len(ruleset.criteria)
     statuses: list[CriterionStatus] = []
     row_status: list[bool | None] = []
     fault: str | None = None
     n_rows = len(ruleset.outputs.rows) if ruleset.outputs is not None else 0
     if evaluator == "durable_rules":
+        compiled = ruleset.compiled
         try:
-            fired = get_engine().fire(
-                ruleset.engine_name, ruleset.compiled.definition, ruleset.compiled.fact(env, tables)
-            )
+            fact = compiled.fact(env, tables)
+            fired = get_engine().fire(ruleset.engine_name, compiled.definition, fact)
             passed: set[int] = set()
             failed: set[int] = set()
             hit: set[int] = set()
-            miss: set[int] = set()
             for rule in fired:
-                ref = ruleset.compiled.rules[rule]
-                {"pass": passed, "fail": failed, "hit": hit, "miss": miss}[ref.kind].add(ref.index)
-            both = (passed & failed) or (hit & miss)
+                ref = compiled.rules[rule]
+                if ref.kind == "pass":
+                    passed.add(ref.index)
+                elif ref.kind == "fail":
+                    failed.add(ref.index)
+                else:
+                    hit.add(ref.index)
+            both = passed & failed
             if both:
-                raise EngineFault(f"rules fired both ways: {sorted(both)}")
+                raise EngineFault(f"criteria both passed and failed: {sorted(both)}")
             statuses = [
                 CriterionStatus.PASS
                 if i in passed
@@ -378,7 +362,18 @@ def evaluate(
                 else CriterionStatus.UNKNOWN
                 for i in range(n)
             ]
-            row_status = [True if i in hit else False if i in miss else None for i in range(n_rows)]
+            # A rule that did not fire is FALSE if every fact key it reads was asserted (the
+            # network decides over present facts two-valuedly); otherwise a fact it reads is
+            # missing and the reference evaluator says whether it is FALSE or UNKNOWN.
+            rows = ruleset.rows if n_rows else ()
+            row_status = [
+                True
+                if i in hit
+                else False
+                if compiled.row_keys[i] <= fact.keys()
+                else truth(rows[i], env, tables)
+                for i in range(n_rows)
+            ]
         except EngineFault as exc:
             fault = str(exc)
             statuses = [CriterionStatus.UNKNOWN] * n
@@ -396,19 +391,19 @@ def evaluate(
         row_status = [truth(row, env, tables) for row in ruleset.rows]
 
     results: list[CriterionResult] = []
-    reasons: list[Reason] = list(prepared.reasons)
+    reasons: list[Reason] = list(notes)
     docs = ruleset.doc.criteria
     for crit, status in zip(ruleset.criteria, statuses, strict=True):
         doc = docs[crit.index]
         values = []
-        for term, text in zip(crit.terms, crit.term_texts, strict=True):
+        for term, text, source in zip(crit.terms, crit.term_texts, crit.term_sources, strict=True):
             v = value(term, env, tables)
             values.append(
                 ComparedValue(
                     expression=text,
                     value=json_value(v),  # type: ignore[arg-type]
                     missing=v is MISSING,
-                    source=ruleset.sources.get(text, "computed"),
+                    source=source,
                 )
             )
         missing = [name for name in crit.facts if env.get(name, MISSING) is MISSING]
@@ -481,7 +476,10 @@ def evaluate(
     else:
         outcome = Outcome.APPROVED
         table = ruleset.outputs
-        if table is not None:
+        quick = _single_constant_row(table, row_status) if table is not None else None
+        if quick is not None:
+            output_rules, outputs = quick
+        elif table is not None:
             res = decide_table(
                 table,
                 row_status,
@@ -490,8 +488,8 @@ def evaluate(
             )
             output_rules = [i + 1 for i in res.hits]
             if res.status == "ok" and res.outputs is not None:
-                types = {c.name: c.type for c in table.columns}
-                outputs = {k: _typed_json(v, types[k]) for k, v in res.outputs.items()}
+                types = table.column_types
+                outputs = {k: typed_json(v, types[k]) for k, v in res.outputs.items()}
             else:
                 outcome = Outcome.REFERRED
                 reasons.append(_output_reason(table, res))
@@ -501,10 +499,26 @@ def evaluate(
         outputs=outputs,
         reasons=reasons,
         evaluator=evaluator,
-        values=prepared.values,
-        parameters=prepared.parameters,
+        values=computed,
+        parameters=in_force,
         output_rules=output_rules,
     )
+
+
+def _single_constant_row(
+    table: CheckedTable, statuses: list[bool | None]
+) -> tuple[list[int], dict[str, JsonValue]] | None:
+    """The common case without the general machinery: a UNIQUE or FIRST table, every rule
+    decided, the chosen rule's cells constants. Its rules matched and its outputs, or None."""
+    if table.hit_policy not in ("UNIQUE", "FIRST") or None in statuses:
+        return None
+    matched = [i for i, s in enumerate(statuses) if s]
+    if not matched or (table.hit_policy == "UNIQUE" and len(matched) > 1):
+        return None
+    constant = table.rows[matched[0]].constant_json
+    if constant is None:
+        return None
+    return [i + 1 for i in matched], dict(constant)
 
 
 def _output_reason(table: CheckedTable, res: TableResult) -> Reason:

@@ -7,6 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from typing import Literal as TypingLiteral
@@ -82,7 +83,7 @@ class Ruleset:
         """The durable_rules ruleset name: unique per content, so edits never collide."""
         return f"{self.key}#{self.content_hash[:16]}"
 
-    @property
+    @cached_property
     def rows(self) -> tuple[Expr, ...]:
         """The conditions of the outputs table's rules (a rule without one always matches)."""
         if self.outputs is None:

@@ -57,6 +57,9 @@ def decide_table(
     columns = [c.name for c in table.columns]
 
     def row_out(i: int) -> dict[str, object]:
+        constant = rows[i].constant
+        if constant is not None:
+            return constant
         out = {c: cell(rows[i], c) for c in columns}
         if any(v is MISSING for v in out.values()):
             raise _Unknown
@@ -103,7 +106,9 @@ def decide_table(
         if policy == "PRIORITY":
             if hits:
                 best = min(hits, key=lambda i: _rank(table, i))
-                if any(_rank(table, u)[:-1] < _rank(table, best)[:-1] for u in undecided):
+                # an undecided rule that would rank first (by priority, then rule order) could
+                # still be the one that applies
+                if any(_rank(table, u) < _rank(table, best) for u in undecided):
                     return result("unknown")
                 return result("ok", row_out(best))
             return result("unknown") if undecided else no_match()

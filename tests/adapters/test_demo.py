@@ -226,6 +226,17 @@ def test_generation_is_byte_for_byte_deterministic(
     assert files_of(out) == files_of(tmp_path / "again")
 
 
+def test_generating_again_into_the_same_folder_gives_the_same_files(tmp_path: Path) -> None:
+    """A second run over an earlier demo folder rewrites it instead of appending twice."""
+    rulesets = Path(__file__).resolve().parents[2] / "rulesets"
+    first = generate_demo_data(tmp_path / "demo", people=50, rulesets_dir=rulesets)
+    files = files_of(tmp_path / "demo")
+    second = generate_demo_data(tmp_path / "demo", people=50, rulesets_dir=rulesets)
+    assert first == second
+    assert files == files_of(tmp_path / "demo")
+    assert 1 == first.rows["death_registry.csv"]
+
+
 def test_samples_do_not_depend_on_the_seed(demo: tuple[Path, DemoSummary], tmp_path: Path) -> None:
     """The hand-crafted samples are the same for any seed and population size."""
     out, _ = demo
