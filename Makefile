@@ -37,9 +37,13 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-## In-process decisions/s and RSS over 1,000,000 decisions (override with N=...).
-bench: demo
-	$(BIN)/python scripts/bench.py --decisions $${N:-1000000} --data-dir $(DATA)
+## In-process decisions/s and RSS over 1,000,000 decisions (override with N=...), then the
+## per-criterion cost on synthetic 8/32/128-criterion rulesets (CRITERIA_N decisions per size).
+## Decides freshly generated demo data in var/bench (regenerated every run).
+bench: setup
+	rm -rf var/bench && $(BIN)/miaopi demo generate --out var/bench > /dev/null
+	$(BIN)/python scripts/bench.py --decisions $${N:-1000000} --data-dir var/bench
+	$(BIN)/python scripts/bench_criteria.py --decisions $${CRITERIA_N:-1000}
 
 clean:
 	rm -rf var .pytest_cache .hypothesis

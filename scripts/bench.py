@@ -5,8 +5,10 @@ Three figures:
              must not leak: one session per decision, deleted afterwards), over --decisions;
   rete     — durable_rules alone (assert the fact, collect the fired rules, delete the session);
   service  — the whole in-process path without HTTP or storage (validation, evidence from
-             the file registries, evaluation, record building and hashing), over --service.
+             the catalogued file registries, evaluation, record building and hashing), over
+             --service.
 RSS is sampled every 10% so growth is visible. Report the figures with the machine.
+The per-criterion cost on synthetic rulesets is scripts/bench_criteria.py.
 """
 
 from __future__ import annotations
@@ -15,14 +17,32 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import psutil
 
-from adapters.files import load_file_registries
-from api.service import DecisionRequest, DecisionService
-from engine import RulesetCatalog, evaluate, get_engine
+from api.deployment import load_deployment
+from api.service import DecisionRequest, DecisionService, RequestRejected
+from engine import evaluate, get_engine
+from engine.decision import prepare_env
+
+
+def machine() -> str:
+    """CPU model, cores, RAM and Python version: print it with every figure."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"machine: {model}, {os.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.1f} GiB, Python {platform.python_version()}"
+    )
 
 
 def main() -> None:
@@ -31,13 +51,37 @@ def main() -> None:
     parser.add_argument("--service", type=int, default=20_000)
     parser.add_argument("--data-dir", type=Path, default=Path("var/demo"))
     parser.add_argument("--rulesets", type=Path, default=Path("rulesets"))
+    parser.add_argument(
+        "--registries",
+        type=Path,
+        default=None,
+        help="the registry catalogue (default: registries.yaml beside the rulesets)",
+    )
     args = parser.parse_args()
 
     proc = psutil.Process(os.getpid())
-    catalog = RulesetCatalog.load(args.rulesets)
+    deployment = load_deployment(
+        rulesets_dir=args.rulesets, data_dir=args.data_dir, registries=args.registries
+    )
+    if not deployment.healthy:
+        # Reported, not fatal: only the services the sampled applications need must decide.
+        print(
+            "bench: deployment degraded: "
+            + json.dumps(
+                {
+                    "catalogue": deployment.catalogue_problem,
+                    "registries": deployment.registry_problems,
+                    "rulesets": [s for s in deployment.rulesets.status() if s.get("problems")],
+                },
+                ensure_ascii=False,
+                default=str,
+            ),
+            file=sys.stderr,
+        )
     service = DecisionService(
-        catalog=catalog,
-        adapters=load_file_registries(args.data_dir),
+        catalog=deployment.rulesets,
+        adapters=deployment.adapters,
+        registries=deployment.registries,
         store=None,
         pseudonym_key="bench",
     )
@@ -47,15 +91,19 @@ def main() -> None:
     ]
     requests = [DecisionRequest.model_validate(b) for b in bodies[:2000]]
 
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{psutil.virtual_memory().total / 2**30:.1f} GiB, Python {platform.python_version()}"
-    )
+    print(machine())
 
     # Gather evidence once per distinct application; the engine loop then re-decides them.
     prepared = []
     for req in requests:
-        p = service.prepare(req)
+        try:
+            p = service.prepare(req)
+        except RequestRejected as exc:
+            # Figures over undecidable applications would mean nothing.
+            sys.exit(
+                f"bench: {req.application_id} cannot be decided ({exc.code}: {exc} {exc.fields}); "
+                "generate the data first: miaopi demo generate --out <data dir>"
+            )
         decided = service.decide_prepared(p)
         prepared.append((p.ruleset, decided.env))
 
@@ -81,11 +129,14 @@ def main() -> None:
     )
 
     # The Rete engine alone: assert the prepared fact, collect fired rules, delete the session.
+    # The fact is built as evaluate() builds it: after parameters and named values are added.
     engine = get_engine()
-    facts = [
-        (rs.engine_name, rs.compiled.definition, rs.compiled.fact(env, rs.tables))
-        for rs, env in prepared
-    ]
+    facts = []
+    for rs, env in prepared:
+        ready = prepare_env(rs, env)
+        facts.append(
+            (rs.engine_name, rs.compiled.definition, rs.compiled.fact(ready.env, ready.tables))
+        )
     k = min(n, 200_000)
     t0 = time.perf_counter()
     for i in range(k):
