@@ -217,11 +217,27 @@ def ruleset_validate(path: Path, registries: Registries = None) -> None:
         catalogue = _catalogue(path / CATALOGUE_FILE, registries)
         if catalogue is not None:
             typer.echo(f"OK {catalogue.path}: {len(catalogue)} 个登记库 / registries")
+    from engine import EngineFault, RulesetError
+    from engine.decision import warm_up
+
     loaded, errors = _load_all(path, registries)
     try:
         RulesetCatalog(loaded)
     except RulesetInvalid as exc:
         errors.extend(exc.errors)
+    for rs in list(loaded):
+        try:
+            warm_up(rs)
+        except EngineFault as exc:
+            loaded.remove(rs)
+            errors.append(
+                RulesetError(
+                    f"规则引擎无法加载此规则集 / durable_rules cannot load this ruleset: {exc}",
+                    file=rs.path,
+                    line=1,
+                    column=1,
+                )
+            )
     for err in sorted(errors, key=lambda e: (e.file, e.line or 0, e.column or 0)):
         typer.echo(str(err), err=True)
     for rs in loaded:

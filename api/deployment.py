@@ -16,8 +16,9 @@ import structlog
 
 from adapters.base import Adapter
 from adapters.files import load_registries
-from engine import RulesetCatalog, RulesetInvalid
+from engine import EngineFault, RulesetCatalog, RulesetInvalid
 from engine.catalog import registry_reasons
+from engine.decision import warm_up
 from engine.registries import CATALOGUE_FILE, RegistryCatalogue, load_catalogue
 
 __all__ = ["Deployment", "catalogue_path", "load_deployment"]
@@ -106,6 +107,16 @@ def load_deployment(
         if reasons:
             rulesets.mark_unavailable(rs.key, reasons, short=short)
             log.error("ruleset_not_servable", ruleset=rs.key, reasons=reasons)
+    for rs in rulesets:
+        try:
+            warm_up(rs)
+        except EngineFault as exc:
+            rulesets.mark_unavailable(
+                rs.key,
+                [f"规则引擎无法加载此规则集 / durable_rules cannot load this ruleset: {exc}"],
+                short=["规则引擎无法加载此规则集 / the rule engine cannot load this ruleset"],
+            )
+            log.error("ruleset_not_servable", ruleset=rs.key, reasons=[str(exc)])
     for p in rulesets.problems:
         log.error(
             "ruleset_invalid",

@@ -89,6 +89,13 @@ DECIMAL: Final = decimal.Context(
 """The context of every decimal operation: 34 significant digits, errors raised (→ MISSING)."""
 
 _DECIMAL_ERRORS = (decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow)
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+"""Integers are 64-bit, as durable_rules compares them; a result outside is MISSING (and
+inputs, registry cells and constants outside are refused where they enter)."""
+
+
+def in_int64(v: int) -> bool:
+    return INT_MIN <= v <= INT_MAX
 
 
 def as_decimal(v: object) -> Decimal:
@@ -112,7 +119,12 @@ def _places(places: object) -> int:
 def _quantized(x: object, places: object, rounding: str) -> int | Decimal:
     p = _places(places)
     d = as_decimal(x).quantize(Decimal(1).scaleb(-p), rounding=rounding, context=DECIMAL)
-    return int(d) if p <= 0 else d
+    if p > 0:
+        return d
+    result = int(d)
+    if not in_int64(result):
+        raise OverflowError("integer out of 64-bit range")
+    return result
 
 
 def _round(x: object, places: object = 0) -> int | Decimal:
@@ -132,6 +144,8 @@ def _abs(x: object) -> int | Decimal:
     if isinstance(x, Decimal):
         return x.copy_abs()
     assert isinstance(x, int)
+    if not in_int64(abs(x)):
+        raise OverflowError("integer out of 64-bit range")
     return abs(x)
 
 
@@ -376,6 +390,12 @@ def check(node: Expr, scope: Scope, *, text: str, types: dict[Expr, str] | None 
     def _go(n: Expr) -> str:
         match n:
             case Literal(value=v):
+                if type(v) is int and not in_int64(v):
+                    raise fail(
+                        f"整数超出64位范围 / integer {v} is outside the 64-bit range "
+                        f"({INT_MIN} … {INT_MAX}); write it as a decimal (e.g. {v}.0)",
+                        n,
+                    )
                 return _type_of_literal(v)
             case Name():
                 if n.dotted in scope.names:
@@ -636,7 +656,11 @@ def value(node: Expr, env: Env, tables: Tables) -> object:
             return arith(op, a, b)
         case Neg(operand=o):
             inner: Any = value(o, env, tables)
-            return MISSING if inner is MISSING else -inner
+            if inner is MISSING:
+                return MISSING
+            if type(inner) is int and not in_int64(-inner):
+                return MISSING
+            return -inner
         case If(cond=c, then=a, orelse=b):
             verdict = truth(c, env, tables)
             if verdict is None:
@@ -658,7 +682,8 @@ def arith(op: str, a: object, b: object) -> object:
         if op == "/":
             return DECIMAL.divide(as_decimal(a), as_decimal(b))
         if type(a) is int and type(b) is int:
-            return a + b if op == "+" else a - b if op == "-" else a * b
+            result = a + b if op == "+" else a - b if op == "-" else a * b
+            return result if in_int64(result) else MISSING
         x, y = as_decimal(a), as_decimal(b)
         if op == "+":
             return DECIMAL.add(x, y)

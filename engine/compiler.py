@@ -1,9 +1,10 @@
 """Compile checked conditions to durable_rules' JSON ruleset form (data, not generated code).
 
 Each criterion becomes two rules over one asserted fact: ``pass`` fires when the condition is
-TRUE and ``fail`` when it is FALSE, both in negation normal form. Every comparison is guarded
-by ``$ex`` on the fields it reads, so a comparison over a missing fact is neither true nor
-false, and a criterion whose outcome depends on one fires neither rule: UNKNOWN. This is
+TRUE and ``fail`` when it is FALSE, both in negation normal form. A comparison over a missing
+fact never matches (against a constant durable_rules does not match a missing field; between
+two fields both are guarded by ``$ex``), so a criterion whose outcome depends on a missing
+fact fires neither rule: UNKNOWN. This is
 exactly Kleene's three-valued logic, which the reference evaluator implements directly.
 Each rule of the outputs table becomes a ``hit`` rule; the fact keys it reads are kept, so a
 rule that did not fire is known to be FALSE when all of them were asserted, and is otherwise
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from engine._semantics import MISSING, arith, as_decimal, member, value
+from engine._semantics import MISSING, arith, as_decimal, member, truth, value
 from engine.expr import (
     And,
     Compare,
@@ -73,7 +74,17 @@ class _Member:
     node: In
 
 
-Derived = Expr | _Sign | _Member
+@dataclass(frozen=True)
+class _Truth:
+    """A derived term: the Kleene truth of a condition too wide for durable_rules' ``$or``."""
+
+    node: Expr
+
+
+Derived = Expr | _Sign | _Member | _Truth
+MAX_OR_WIDTH = 12
+"""durable_rules refuses a rule whose ``$or`` (nested ones flattened) has 15 or more branches
+(error 113); wider disjunctions are decided before asserting."""
 
 
 @dataclass
@@ -101,7 +112,7 @@ class CompiledRules:
         for key, term in self.derived.items():
             v = (
                 _derive(term, env, tables)
-                if isinstance(term, _Sign | _Member)
+                if isinstance(term, _Sign | _Member | _Truth)
                 else value(term, env, tables)
             )
             if v is not MISSING and v is not None:
@@ -110,6 +121,9 @@ class CompiledRules:
 
 
 def _derive(term: Derived, env: Mapping[str, object], tables: Mapping[str, Any]) -> object:
+    if isinstance(term, _Truth):
+        verdict = truth(term.node, env, tables)
+        return MISSING if verdict is None else verdict
     if isinstance(term, _Sign):
         a, b = value(term.left, env, tables), value(term.right, env, tables)
         if a is MISSING or b is MISSING:
@@ -141,15 +155,16 @@ class _Compiler:
         self.static_keys = static_keys
         self.types = types
         self.out = CompiledRules(definition={}, rules={})
-        self._derived_by_text: dict[str, str] = {}
+        self._derived_by_text: dict[object, str] = {}
         self.used: set[str] = set()
         """The fact keys read by what is being compiled (collected per outputs rule)."""
 
-    def derived(self, text: str, term: Derived) -> str:
-        key = self._derived_by_text.get(text)
+    def derived(self, identity: object, term: Derived) -> str:
+        """The fact key of a derived term; equal terms (same ``identity``) share one key."""
+        key = self._derived_by_text.get(identity)
         if key is None:
             key = f"t{len(self._derived_by_text)}"
-            self._derived_by_text[text] = key
+            self._derived_by_text[identity] = key
             self.out.derived[key] = term
         self.used.add(key)
         return key
@@ -176,7 +191,7 @@ class _Compiler:
         if self._decimal(left, right) and not (
             isinstance(left, Literal) and isinstance(right, Literal)
         ):
-            sign = self.derived(f"sign({unparse(left)} - {unparse(right)})", _Sign(left, right))
+            sign = self.derived(("sign", unparse(left), unparse(right)), _Sign(left, right))
             return self._test(op, "field", sign, "const", 0)
         lk, lv = self.operand(left)
         rk, rv = self.operand(right)
@@ -197,15 +212,24 @@ class _Compiler:
             lk, lv, rk, rv, op = rk, rv, lk, lv, _FLIP[op]
         if isinstance(rv, Decimal):  # pragma: no cover - the checker's types route these to signs
             raise TypeError("decimals are compared through their exact sign")
-        guards: list[dict[str, Any]] = [{"$ex": {lv: 1}}]
-        target: object = rv
-        if rk == "field":
-            guards.append({"$ex": {rv: 1}})
-            target = {"$m": rv}
-        test = {lv: target} if op == "==" else {_OPS[op]: {lv: target}}
-        return {"$and": [*guards, test]}
+        if rk == "const":
+            # Against a constant, durable_rules never matches a missing field (measured for
+            # every operator): the test alone is three-valued already.
+            return {str(lv): rv} if op == "==" else {_OPS[op]: {str(lv): rv}}
+        # Between two fields a missing right-hand one could match ($neq): guard both.
+        left, right = str(lv), str(rv)
+        test = {left: {"$m": right}} if op == "==" else {_OPS[op]: {left: {"$m": right}}}
+        return {"$and": [{"$ex": {left: 1}}, {"$ex": {right: 1}}, test]}
 
     def nnf(self, node: Expr, positive: bool) -> dict[str, Any]:
+        """``node`` in negation normal form: matches when it is TRUE (FALSE if not positive)."""
+        compiled = self._nnf(node, positive)
+        if _or_width(compiled) > MAX_OR_WIDTH:
+            key = self.derived(("truth", unparse(node)), _Truth(node))
+            return self._test("==", "field", key, "const", positive)
+        return compiled
+
+    def _nnf(self, node: Expr, positive: bool) -> dict[str, Any]:
         match node:
             case And(items=items) | Or(items=items):
                 conj = isinstance(node, And) == positive
@@ -222,7 +246,9 @@ class _Compiler:
                 elif isinstance(h, Name) and h.dotted in self.static_keys:
                     choices = [Literal(k, h.offset) for k in self.static_keys[h.dotted]]
                 else:  # a parameter whose keys change by date: computed before asserting
-                    key = self.derived(unparse(node), _Member(In(n, h, False, node.offset)))
+                    key = self.derived(
+                        ("member", unparse(node)), _Member(In(n, h, False, node.offset))
+                    )
                     return self._test("==", "field", key, "const", member_)
                 parts = [self.atom("==" if member_ else "!=", n, i) for i in choices]
                 return {"$or" if member_ else "$and": parts}
@@ -230,6 +256,23 @@ class _Compiler:
                 return dict(_ALWAYS if v == positive else _NEVER)
             case _:
                 return self.atom("==", node, Literal(positive, node.offset))
+
+
+def _or_width(compiled: Mapping[str, Any]) -> int:
+    """The widest ``$or`` in a compiled condition, nested ``$or`` branches counted together."""
+
+    def flat(branches: list[Any]) -> int:
+        return sum(flat(b["$or"]) if "$or" in b else 1 for b in branches)
+
+    def widest(part: Any) -> int:
+        if isinstance(part, dict):
+            here = flat(part["$or"]) if "$or" in part else 0
+            return max([here, *(widest(v) for v in part.values())])
+        if isinstance(part, list):
+            return max((widest(v) for v in part), default=0)
+        return 0
+
+    return widest(compiled)
 
 
 def compile_rules(

@@ -31,6 +31,7 @@ __all__ = [
     "evaluate",
     "json_value",
     "prepare_env",
+    "warm_up",
 ]
 
 
@@ -503,6 +504,15 @@ def evaluate(
         parameters=in_force,
         output_rules=output_rules,
     )
+
+
+def warm_up(ruleset: Ruleset) -> None:
+    """Create the ruleset in durable_rules now (kept for its decisions).
+
+    Raises ``EngineFault`` when durable_rules refuses it, so that a ruleset it cannot run is
+    reported when it is validated or loaded, not on its first application.
+    """
+    get_engine().check(ruleset.engine_name, ruleset.compiled.definition)
 
 
 def _single_constant_row(

@@ -174,7 +174,10 @@ def convert_text(text: str, type_name: str) -> object:
         body = stripped[1:] if stripped[:1] in "+-" else stripped
         if not body.isascii() or not body.isdigit():
             raise ValueError("not an integer")
-        return int(stripped)
+        number = int(stripped)
+        if not -(2**63) <= number <= 2**63 - 1:
+            raise ValueError("an integer outside the 64-bit range")
+        return number
     if type_name == "number":
         try:
             d = Decimal(text.strip())

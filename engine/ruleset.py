@@ -242,6 +242,8 @@ def form_model(inputs: list[InputField], *, name: str) -> type[BaseModel]:
                 constraints["max_length"] = f.max_length
         elif f.type == "integer":
             annotation = int
+            constraints["ge"] = -(2**63)  # integers are 64-bit (as durable_rules compares them)
+            constraints["le"] = 2**63 - 1
         elif f.type == "number":
             annotation = Decimal
             constraints["strict"] = False  # JSON numbers and numeric strings; never a float
