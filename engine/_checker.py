@@ -1256,9 +1256,12 @@ class Checker:
                 form.model_validate(raw_form)
             except pydantic.ValidationError as exc:
                 for e in exc.errors():
+                    field = ".".join(str(p) for p in e["loc"]) or "form"
+                    given = f"，得到 {e['input']!r}" if e["type"] != "missing" else ""
                     self.err(
-                        f"测试的申请表有误 / the test's form is invalid: {e['msg']} "
-                        f"({'.'.join(str(p) for p in e['loc'])})",
+                        f"测试的申请表字段 {field} 不符合输入要求{given} / the test's form field "
+                        f"{field} is invalid: {e['msg']}"
+                        + (f"; got {e['input']!r}" if e["type"] != "missing" else ""),
                         *at,
                         "application",
                         "form",

@@ -287,7 +287,7 @@ CASES = [
             106,
             22,
             f"{TEST}.application.form.degree",
-            ("the test's form is invalid", "'本科' or '硕士'"),
+            ("the test's form field degree is invalid", "'本科' or '硕士'", "got '博士'"),
         ),
         id="test form failing the input schema",
     ),
