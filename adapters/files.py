@@ -348,17 +348,23 @@ def _read_csv(path: Path, spec: RegistrySpec) -> list[RawRow]:
         raise RegistryFileError(
             path=path, problem=f"无法解析CSV / cannot parse the CSV file: {detail}"
         ) from None
-    present = [str(c) for c in frame.columns]
-    missing = [c for c in columns if c not in present]
+    _check_columns(path, [str(c) for c in frame.columns], columns, header_row=1)
+    return [{str(k): str(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def _check_columns(
+    path: Path, present: Sequence[str], required: Sequence[str], *, header_row: int | None
+) -> None:
+    """Refuse a file that lacks a declared column, naming the columns it has."""
+    missing = [c for c in required if c not in present]
     if missing:
         raise RegistryFileError(
             path=path,
-            row=1,
+            row=header_row,
             problem=f"表头缺少列 / the header lacks column(s): {', '.join(missing)} "
             f"(found: {', '.join(present) or 'none'})",
             missing_columns=missing,
         )
-    return [{str(k): str(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 
 def _read_parquet(path: Path, spec: RegistrySpec) -> list[RawRow]:
@@ -372,15 +378,7 @@ def _read_parquet(path: Path, spec: RegistrySpec) -> list[RawRow]:
         raise RegistryFileError(
             path=path, problem=f"无法读取Parquet文件 / cannot read the Parquet file: {first}"
         ) from None
-    present = [str(c) for c in frame.columns]
-    missing = [c for c in columns if c not in present]
-    if missing:
-        raise RegistryFileError(
-            path=path,
-            problem=f"缺少列 / missing column(s): {', '.join(missing)} "
-            f"(found: {', '.join(present) or 'none'})",
-            missing_columns=missing,
-        )
+    _check_columns(path, [str(c) for c in frame.columns], columns, header_row=None)
     out: list[RawRow] = []
     for record in frame.to_dict(orient="records"):
         out.append({str(k): _cell_text(v) for k, v in record.items()})

@@ -11,7 +11,6 @@ import difflib
 import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping
-from decimal import Decimal
 from typing import Any
 
 import pydantic
@@ -34,6 +33,7 @@ from engine._semantics import (
     Scope,
     TableInfo,
     check,
+    literal_type,
     names_in,
     tables_in,
     terms_in,
@@ -94,18 +94,6 @@ _ZH_TYPE = {
     "boolean": "布尔值",
     "date": "日期",
 }
-
-
-def _literal_type(v: object) -> str:
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, int):
-        return "integer"
-    if isinstance(v, Decimal):
-        return "number"
-    if isinstance(v, dt.date):
-        return "date"
-    return "string"
 
 
 def _fits(got: str, want: str) -> bool:
@@ -304,7 +292,7 @@ class Checker:
                 sources[f"{ev.id}.{fname}"] = f"registry:{ev.source}"
         tables: dict[str, TableInfo] = {}
         for tname, table in self.doc.tables.items():
-            kinds = {_literal_type(v) for v in table.values.values()}
+            kinds = {literal_type(v) for v in table.values.values()}
             if len(kinds) > 1:
                 self.err(
                     f"表 {tname!r} 的值须为同一类型 / all values of table {tname!r} must have one "
@@ -397,7 +385,7 @@ class Checker:
                 if isinstance(period.value, dict):
                     keysets.append(frozenset(period.value))
                 for key, v in items:
-                    if not _fits(_literal_type(v), param.type):
+                    if not _fits(literal_type(v), param.type):
                         self.err(
                             f"参数值的类型应为{_ZH_TYPE[param.type]} / expected "
                             f"{'an' if param.type[0] in 'ai' else 'a'} {param.type} value, "
@@ -532,7 +520,7 @@ class Checker:
                 if key_field is None or key_field not in key_types:
                     continue
                 field = key_field
-                got = self.out.types.get(node) or _literal_type(getattr(node, "value", ""))
+                got = self.out.types.get(node) or literal_type(getattr(node, "value", ""))
                 if not _fits(got, key_types[field]) and not (
                     key_types[field] == "string" and got in ("string",)
                 ):
@@ -950,7 +938,7 @@ class Checker:
             ok = False
         for c in columns:
             for v in c.priority or ():
-                if not _fits(_literal_type(v), c.type):
+                if not _fits(literal_type(v), c.type):
                     self.err(
                         f"values 中的 {v!r} 不是{_ZH_TYPE.get(c.type)} / {v!r} in values is not a "
                         f"{c.type}",
@@ -1108,7 +1096,7 @@ class Checker:
             path = (*at, "expr") if isinstance(raw, CellExpr) else at
             result = self.expr(text, scope, *path, want=col.type)
             return None if result is None else result[0]
-        got = _literal_type(raw)
+        got = literal_type(raw)
         if not _fits(got, col.type):
             self.err(
                 f"列 {col.name} 为{_ZH_TYPE.get(col.type)}，得到{_ZH_TYPE.get(got)} {raw!r} / "
@@ -1256,11 +1244,11 @@ class Checker:
                 form.model_validate(raw_form)
             except pydantic.ValidationError as exc:
                 for e in exc.errors():
-                    field = ".".join(str(p) for p in e["loc"]) or "form"
-                    given = f"，得到 {e['input']!r}" if e["type"] != "missing" else ""
+                    form_field = ".".join(str(p) for p in e["loc"]) or "form"
+                    got = f"，得到 {e['input']!r}" if e["type"] != "missing" else ""
                     self.err(
-                        f"测试的申请表字段 {field} 不符合输入要求{given} / the test's form field "
-                        f"{field} is invalid: {e['msg']}"
+                        f"测试的申请表字段 {form_field} 不符合输入要求{got} / the test's form "
+                        f"field {form_field} is invalid: {e['msg']}"
                         + (f"; got {e['input']!r}" if e["type"] != "missing" else ""),
                         *at,
                         "application",
@@ -1388,7 +1376,7 @@ def _test_value_fits(v: object, type_name: str) -> bool:
         except ValueError:
             return False
         return True
-    return _fits(_literal_type(v), type_name)
+    return _fits(literal_type(v), type_name)
 
 
 def checker_errors_sorted(errors: list[Any]) -> list[Any]:

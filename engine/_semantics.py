@@ -47,6 +47,7 @@ __all__ = [
     "as_decimal",
     "check",
     "function_list",
+    "literal_type",
     "names_in",
     "terms_in",
     "truth",
@@ -326,7 +327,8 @@ class Scope:
         return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _type_of_literal(v: object) -> str:
+def literal_type(v: object) -> str:
+    """The language type of a constant (``Decimal`` is ``number``, ``date`` is ``date``)."""
     if isinstance(v, bool):
         return "boolean"
     if isinstance(v, int):
@@ -396,7 +398,7 @@ def check(node: Expr, scope: Scope, *, text: str, types: dict[Expr, str] | None 
                         f"({INT_MIN} … {INT_MAX}); write it as a decimal (e.g. {v}.0)",
                         n,
                     )
-                return _type_of_literal(v)
+                return literal_type(v)
             case Name():
                 if n.dotted in scope.names:
                     return scope.names[n.dotted]

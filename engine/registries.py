@@ -25,6 +25,7 @@ from engine._yaml import Located, load_located, validation_errors
 from engine.errors import ExpressionError, RulesetError, RulesetInvalid
 from engine.expr import And, Compare, Expr, Name, parse
 from engine.expr import Literal as LiteralNode
+from engine.model import Text
 
 __all__ = [
     "CATALOGUE_FILE",
@@ -52,16 +53,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _Text(_Strict):
-    zh: str = Field(min_length=1)
-    en: str = Field(min_length=1)
-
-
 class FieldSpec(_Strict):
     """One field of a registry record."""
 
     type: FieldType
-    title: _Text | None = None
+    title: Text | None = None
     personal: Literal["id_number", "name"] | None = None
     """Identifies a person: pseudonymised in records and masked in logs."""
 
@@ -70,8 +66,8 @@ class RegistrySpec(_Strict):
     """One shared-data source, as the catalogue declares it."""
 
     id: str = Field(pattern=NAME_PATTERN)
-    name: _Text
-    holder: _Text
+    name: Text
+    holder: Text
     """The agency that holds the data (提供部门)."""
     kind: Literal["csv", "parquet"]
     location: str = Field(min_length=1)

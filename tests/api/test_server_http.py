@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -17,37 +16,12 @@ import pytest
 
 from api.service import DecisionRequest, DecisionService
 
+from .conftest import free_port, wait_until_up
+
 pytestmark = pytest.mark.slow
 
 CLIENTS = 8
 PER_CLIENT = 2000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait_until_up(
-    base: str, server: subprocess.Popen[bytes], log: Path, timeout_s: float = 60
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(
-                f"server exited with {server.returncode}:\n{log.read_text(errors='replace')[-3000:]}"
-            )
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(
-        f"server did not answer /healthz within {timeout_s}s:\n{log.read_text(errors='replace')[-3000:]}"
-    )
 
 
 def test_eight_clients_posting_sixteen_thousand_decisions_get_the_in_process_outcomes(
@@ -67,7 +41,7 @@ def test_eight_clients_posting_sixteen_thousand_decisions_get_the_in_process_out
     ]
     assert {"APPROVED", "REJECTED", "REFERRED"} == set(expected)
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     db_url = f"sqlite:///{tmp_path}/s.db"
     log = tmp_path / "server.log"
@@ -92,7 +66,7 @@ def test_eight_clients_posting_sixteen_thousand_decisions_get_the_in_process_out
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_until_up(base, server, log)
+        wait_until_up(base, server, log)
         statuses: Counter[int] = Counter()
         mismatches: list[tuple[str, str, str]] = []
         errors: list[str] = []
