@@ -213,6 +213,10 @@ def ruleset_validate(path: Path, registries: Registries = None) -> None:
     from engine import RulesetCatalog, RulesetInvalid
     from engine.registries import CATALOGUE_FILE
 
+    if path.is_file() and path.name == CATALOGUE_FILE:  # the catalogue itself
+        catalogue = _catalogue(path, path)
+        typer.echo(f"OK {catalogue.path}: {len(catalogue)} 个登记库 / registries")
+        return
     if path.is_dir() and (path / CATALOGUE_FILE).is_file():
         catalogue = _catalogue(path / CATALOGUE_FILE, registries)
         if catalogue is not None:

@@ -423,3 +423,19 @@ def test_decide_prints_the_maternity_allowance_and_its_chinese_explanation(
     assert "“生育津贴”申请" in text
     assert "予以批准" in text
     assert f"生育津贴金额：{Decimal(amount):,}元" in text
+
+
+def test_validate_checks_the_registry_catalogue_itself(tmp_path: Path) -> None:
+    """The catalogue file validates on its own; a key field it does not declare is located."""
+    good = run("ruleset", "validate", "rulesets/registries.yaml")
+    assert 0 == good.returncode, good.stderr
+    assert "OK rulesets/registries.yaml: 13" in good.stdout
+    text = (ROOT / "rulesets" / "registries.yaml").read_text(encoding="utf-8")
+    broken = write(
+        tmp_path / "registries.yaml",
+        text.replace("key: [credit_code, year]", "key: [credit_code, yaer]"),
+    )
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "key: [credit_code, year]" in t)
+    bad = run("ruleset", "validate", broken)
+    assert 1 == bad.returncode
+    assert f"{broken}:{line}:" in bad.stderr and "'yaer'" in bad.stderr
