@@ -62,6 +62,10 @@ def _field(name: str, a: object, b: object) -> list[str]:
     return [] if a == b else [f"{name}: {_plain(a)} → {_plain(b)}"]
 
 
+def _attributes(a: object, b: object, names: tuple[str, ...]) -> list[str]:
+    return [line for n in names for line in _field(n, getattr(a, n), getattr(b, n))]
+
+
 def _criterion_changes(a: Any, b: Any) -> list[str]:
     return [
         *_field("标题 / title", a.title.zh, b.title.zh),
@@ -199,11 +203,9 @@ def diff_rulesets(old: RulesetDoc, new: RulesetDoc) -> str:
         {f.name: f for f in old.inputs},
         {f.name: f for f in new.inputs},
         describe=lambda f: f"{f.title.zh} ({f.type})",
-        changes=lambda a, b: [
-            f"{k}: {_plain(getattr(a, k))} → {_plain(getattr(b, k))}"
-            for k in ("type", "required", "values", "minimum", "maximum", "pattern", "max_length")
-            if getattr(a, k) != getattr(b, k)
-        ],
+        changes=lambda a, b: _attributes(
+            a, b, ("type", "required", "values", "minimum", "maximum", "pattern", "max_length")
+        ),
     )
     _section(
         lines,
@@ -211,11 +213,9 @@ def diff_rulesets(old: RulesetDoc, new: RulesetDoc) -> str:
         {e.id: e for e in old.evidence},
         {e.id: e for e in new.evidence},
         describe=lambda e: f"{e.source} ({e.mode}) {', '.join(e.fields)}",
-        changes=lambda a, b: [
-            f"{k}: {_plain(getattr(a, k))} → {_plain(getattr(b, k))}"
-            for k in ("source", "mode", "key", "params", "fields", "claims")
-            if getattr(a, k) != getattr(b, k)
-        ],
+        changes=lambda a, b: _attributes(
+            a, b, ("source", "mode", "key", "params", "fields", "claims")
+        ),
     )
     _section(
         lines,

@@ -12,23 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from engine.model import HIT_POLICIES
+
 ROOT = Path(__file__).resolve().parents[2]
 MIAOPI = [sys.executable, "-m", "api.cli"]
 MINIMAL_V2 = ROOT / "tests" / "engine" / "fixtures" / "minimal_v2.yaml"
 BROKEN = ROOT / "tests" / "engine" / "fixtures" / "invalid_v2" / "evidence_unknown_registry.yaml"
-HIT_POLICIES = [
-    "UNIQUE",
-    "ANY",
-    "FIRST",
-    "PRIORITY",
-    "RULE ORDER",
-    "OUTPUT ORDER",
-    "COLLECT",
-    "COLLECT SUM",
-    "COLLECT MIN",
-    "COLLECT MAX",
-    "COLLECT COUNT",
-]
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -392,7 +381,7 @@ def test_schema_prints_the_ruleset_and_catalogue_json_schemas() -> None:
     assert 0 == ruleset.returncode, ruleset.stderr
     schema = json.loads(ruleset.stdout)
     assert "秒批规则集 / Miaopi ruleset" == schema["title"]
-    assert (HIT_POLICIES, HIT_POLICIES) == (
+    assert (list(HIT_POLICIES), list(HIT_POLICIES)) == (
         schema["$defs"]["DecisionTable"]["properties"]["hit_policy"]["enum"],
         schema["$defs"]["ValueTable"]["properties"]["hit_policy"]["enum"],
     )

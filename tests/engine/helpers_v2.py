@@ -30,7 +30,7 @@ from engine._compiled import CheckedTable
 from engine._semantics import MISSING, truth, value
 from engine.dates import anniversary
 from engine.expr import And, Compare, Expr, In, ListLit, Literal, Not, Or, parse
-from engine.model import InputField
+from engine.model import HIT_POLICIES, InputField
 
 __all__ = [
     "APPLICANT_ID",
@@ -85,19 +85,7 @@ __all__ = [
 HERE = Path(__file__).resolve().parent
 FIXTURES_V2 = HERE / "fixtures" / "v2"
 APPLICANT_ID = "440304199505010018"
-POLICIES = (
-    "UNIQUE",
-    "ANY",
-    "FIRST",
-    "PRIORITY",
-    "RULE ORDER",
-    "OUTPUT ORDER",
-    "COLLECT",
-    "COLLECT SUM",
-    "COLLECT MIN",
-    "COLLECT MAX",
-    "COLLECT COUNT",
-)
+POLICIES = HIT_POLICIES
 OUTPUT_FIXTURES = tuple("outputs-" + p.lower().replace(" ", "-") for p in POLICIES)
 STATUS_OF_TRUTH = {
     True: CriterionStatus.PASS,
