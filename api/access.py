@@ -22,6 +22,13 @@ def access_token(decision_id: str, *, key: bytes) -> str:
     return base64.urlsafe_b64encode(digest).decode("ascii")[:32]
 
 
-def token_matches(decision_id: str, token: str, *, key: bytes) -> bool:
-    """Constant-time check of a presented token."""
-    return hmac.compare_digest(access_token(decision_id, key=key), token)
+def token_matches(decision_id: str, token: str, *, keys: list[bytes]) -> bool:
+    """Constant-time check of a presented token against the current and previous keys.
+
+    Compared as bytes: a token may arrive with any characters in it.
+    """
+    presented = token.encode("utf-8", "surrogatepass")
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(access_token(decision_id, key=key).encode(), presented)
+    return matched

@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel
+from fastapi_offline import FastAPIOffline
 
-from api.access import access_token, token_matches
+from api.auth import Authenticator, AuthFailed, KeyStore, OidcVerifier, Principal, Role
+from api.citizen import install_citizen_routes, review_view
+from api.common import (
+    AUTH_RESPONSES,
+    AnyStaff,
+    AppContext,
+    ErrorBody,
+    ServiceDep,
+    TokenHeader,
+    TokenQuery,
+    error,
+    staff,
+)
 from api.deployment import Deployment, load_deployment
+from api.docs import install_redoc
 from api.logging import configure_logging
 from api.service import DecisionRequest, DecisionService, RequestRejected, request_sha256
-from api.settings import DEV_PSEUDONYM_KEY, Settings
+from api.settings import Settings
+from api.staff import install_staff_routes
 from explanations import (
     DecisionResponse,
     DecisionStore,
@@ -26,36 +41,17 @@ from explanations import (
     IdempotencyConflict,
     render_text,
 )
+from explanations.guide import load_guides
+from explanations.log import Receipt
+from explanations.review import CaseConflict, ReviewStore
 
-__all__ = ["create_app"]
+__all__ = ["AppContext", "create_app"]
 
 log = structlog.get_logger("miaopi.api")
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message_zh: str
-    message_en: str
-    fields: list[dict[str, Any]] | None = None
-
-
-class ErrorBody(BaseModel):
-    """Every 4xx answer: a stable code, a Chinese and an English message, field locations."""
-
-    error: ErrorDetail
-
-
-def _error(
-    status: int, code: str, zh: str, en: str, fields: list[dict[str, Any]] | None = None
-) -> JSONResponse:
-    body: dict[str, Any] = {"error": {"code": code, "message_zh": zh, "message_en": en}}
-    if fields:
-        body["error"]["fields"] = fields
-    return JSONResponse(body, status_code=status)
 
 
 class BodyLimit:
@@ -98,7 +94,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = _error(
+        response = error(
             413,
             "BODY_TOO_LARGE",
             f"请求体超过 {self.limit} 字节",
@@ -107,17 +103,73 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-def get_service(request: Request) -> DecisionService:
-    """The decision service the application was built with."""
-    service: DecisionService = request.app.state.service
-    return service
+Platform = Annotated[Principal, Depends(staff(Role.PLATFORM))]
+_DOCS_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; font-src 'self' data:"
+)
 
 
-# Module level, not inside create_app: with ``from __future__ import annotations`` FastAPI
-# resolves the string annotations of the route functions in this module's globals.
-ServiceDep = Annotated[DecisionService, Depends(get_service)]
-TokenQuery = Annotated[str | None, Query(alias="token", description="the decision's access_token")]
-TokenHeader = Annotated[str | None, Header(alias="X-Access-Token")]
+def build_context(settings: Settings, service: DecisionService | None = None) -> AppContext:
+    """Open the stores and load the rulesets and registries; refuse without secrets."""
+    secrets = settings.secrets()
+    deployment: Deployment | None = None
+    if service is None:
+        deployment = load_deployment(
+            rulesets_dir=settings.rulesets_dir,
+            data_dir=settings.data_dir,
+            registries=settings.registries,
+        )
+        store = DecisionStore(
+            settings.database_url,
+            signing_key=secrets.signing_key,
+            checkpoint_file=settings.checkpoints,
+        )
+        store.create_schema()
+        service = DecisionService(
+            catalog=deployment.rulesets,
+            adapters=deployment.adapters,
+            registries=deployment.registries,
+            store=store,
+            pseudonym_key=secrets.pseudonym_key,
+            adapter_timeout_s=settings.adapter_timeout_s,
+        )
+    assert service.store is not None
+    store = service.store
+    keys = KeyStore(store.engine)
+    keys.create_schema()
+    oidc = None
+    if settings.oidc_issuer and settings.oidc_jwks_url:
+        oidc = OidcVerifier(
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience or "miaopi",
+            jwks_url=settings.oidc_jwks_url,
+            roles_claim=settings.oidc_roles_claim,
+        )
+    guides, problems = load_guides(settings.rulesets_dir)
+    for problem in problems:
+        log.warning("service_guide_problem", problem=problem)
+
+    def working_days(service_code: str, kind: str) -> int:
+        """A case is due this many working days after it opens (the guide's review period)."""
+        guide = guides.get(service_code)
+        return guide.review.working_days if guide is not None else settings.review_days
+
+    reviews = ReviewStore(store, working_days=working_days, clock=service.clock)
+    reviews.create_schema()
+    service.on_stored = reviews.referral_hook
+    service.guides = guides
+    return AppContext(
+        settings=settings,
+        service=service,
+        store=store,
+        reviews=reviews,
+        auth=Authenticator(keys, oidc),
+        token_keys=secrets.token_keys,
+        signing_key=secrets.signing_key,
+        deployment=deployment,
+        guides=guides,
+    )
 
 
 def create_app(
@@ -126,35 +178,31 @@ def create_app(
     """Build the service from ``settings`` (read from the environment when not given)."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
-    deployment: Deployment | None = None
-    if service is None:
-        deployment = load_deployment(
-            rulesets_dir=settings.rulesets_dir,
-            data_dir=settings.data_dir,
-            registries=settings.registries,
-        )
-        store = DecisionStore(settings.database_url)
-        store.create_schema()
-        service = DecisionService(
-            catalog=deployment.rulesets,
-            adapters=deployment.adapters,
-            registries=deployment.registries,
-            store=store,
-            pseudonym_key=settings.pseudonym_key,
-            adapter_timeout_s=settings.adapter_timeout_s,
-        )
-    if settings.pseudonym_key == DEV_PSEUDONYM_KEY:
-        log.warning("development_pseudonym_key", hint="set MIAOPI_PSEUDONYM_KEY in production")
-    svc = service
-    access_key = ("access:" + settings.pseudonym_key).encode("utf-8")
+    ctx = build_context(settings, service)
+    svc = ctx.service
+    deployment = ctx.deployment
 
-    app = FastAPI(
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        ctx.store.write_checkpoint()  # the last signed head, filed outside the database
+
+    app = FastAPIOffline(
+        redoc_url=None,
+        lifespan=lifespan,
         title="秒批 Miaopi — instant-approval decision engine",
         version="0.1.0",
-        description="自动审批服务：结构化申请 → 版本化规则 → 共享数据核验 → 可审计的决定与说明。",
+        description=(
+            "自动审批服务：结构化申请 → 版本化规则 → 共享数据核验 → 可审计的决定与说明。\n\n"
+            "Staff authenticate with `Authorization: Bearer <key>` (API keys from "
+            "`miaopi keys create --role platform|reviewer|policy|auditor`, or OIDC tokens); "
+            "citizens open their own decision with its `access_token`."
+        ),
     )
     app.state.service = svc
     app.state.settings = settings
+    app.state.ctx = ctx
+    install_redoc(app)
 
     @app.middleware("http")
     async def request_context(
@@ -166,6 +214,10 @@ def create_app(
         start = time.perf_counter()
         response = await call_next(request)
         response.headers["X-Request-ID"] = request_id
+        if request.url.path in ("/docs", "/redoc"):
+            # Assets are served from here; the ReDoc bundle's own "by Redocly" logo would
+            # otherwise be fetched from its CDN on every visit.
+            response.headers["Content-Security-Policy"] = _DOCS_POLICY
         log.info(
             "request",
             method=request.method,
@@ -181,7 +233,7 @@ def create_app(
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return _error(
+            return error(
                 400,
                 "MALFORMED_JSON",
                 "请求体不是合法的JSON",
@@ -191,15 +243,26 @@ def create_app(
         fields = [
             {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors
         ]
-        return _error(422, "INVALID_REQUEST", "请求字段有误", "some fields are invalid", fields)
+        return error(422, "INVALID_REQUEST", "请求字段有误", "some fields are invalid", fields)
 
     @app.exception_handler(RequestRejected)
     async def _rejected(_: Request, exc: RequestRejected) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message_zh, exc.message_en, exc.fields)
+        return error(exc.status, exc.code, exc.message_zh, exc.message_en, exc.fields)
+
+    @app.exception_handler(AuthFailed)
+    async def _auth_failed(_: Request, exc: AuthFailed) -> JSONResponse:
+        response = error(exc.status, exc.code, exc.message_zh, exc.message_en)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(CaseConflict)
+    async def _case_conflict(_: Request, exc: CaseConflict) -> JSONResponse:
+        return error(409, exc.code, exc.message_zh, exc.message_en)
 
     @app.exception_handler(IdempotencyConflict)
     async def _conflict(_: Request, exc: IdempotencyConflict) -> JSONResponse:
-        return _error(
+        return error(
             422,
             "IDEMPOTENCY_KEY_REUSED",
             "该幂等键已用于另一份不同的申请",
@@ -226,6 +289,7 @@ def create_app(
         status_code=201,
         response_model=DecisionResponse,
         responses={
+            **AUTH_RESPONSES,
             400: {"model": ErrorBody, "description": "no Idempotency-Key, or malformed JSON"},
             404: {"model": ErrorBody, "description": "unknown service"},
             413: {"model": ErrorBody, "description": "body too large"},
@@ -243,11 +307,16 @@ def create_app(
     def post_decision(
         body: DecisionRequest,
         svc: ServiceDep,
+        _who: Platform,
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     ) -> JSONResponse:
-        """Decide one application. Same ``Idempotency-Key`` and body → the same decision."""
+        """Decide one application (role ``platform``). Same ``Idempotency-Key`` and body → the same decision.
+
+        The answer carries the citizen's ``access_token`` and a ``receipt``: the record's
+        inclusion proof in the signed log (check it offline with ``miaopi receipt verify``).
+        """
         if not idempotency_key:
-            return _error(
+            return error(
                 400,
                 "IDEMPOTENCY_KEY_REQUIRED",
                 "缺少 Idempotency-Key 请求头",
@@ -261,30 +330,36 @@ def create_app(
         )
         structlog.contextvars.bind_contextvars(decision_id=stored.decision_id)
         return JSONResponse(
-            _with_token(stored.response),
+            _delivered(stored.response, stored.receipt),
             status_code=201,  # a retry gets the very same response; the header tells them apart
             headers={"Idempotent-Replayed": "true" if stored.replayed else "false"},
         )
 
-    def _with_token(response: dict[str, Any]) -> dict[str, Any]:
-        token = access_token(response["decision_id"], key=access_key)
-        return {
+    def _delivered(response: dict[str, Any], receipt: Receipt | None) -> dict[str, Any]:
+        token = ctx.token_for(response["decision_id"])
+        delivered = {
             **response,
             "access_token": token,
-            "explanation_url": f"{response['explanation_url']}?token={token}",
+            "receipt": receipt.model_dump(mode="json") if receipt is not None else None,
         }
+        if "explanation_url" in response:  # an automated decision (a human one has no page)
+            delivered["explanation_url"] = f"{response['explanation_url']}?token={token}"
+            delivered["page_url"] = (
+                f"{settings.public_base_url}/explain/{response['decision_id']}?token={token}"
+            )
+        return delivered
 
     def _denied(decision_id: str, token: str | None, header: str | None) -> JSONResponse | None:
         presented = token or header
         if not presented:
-            return _error(
+            return error(
                 401,
                 "ACCESS_TOKEN_REQUIRED",
                 "查看决定需要访问令牌（决定答复中的 access_token）",
                 "reading a decision needs its access token (?token= or X-Access-Token)",
             )
-        if not token_matches(decision_id, presented, key=access_key):
-            return _error(
+        if not ctx.token_opens(decision_id, presented):
+            return error(
                 403,
                 "ACCESS_TOKEN_INVALID",
                 "访问令牌无效",
@@ -293,16 +368,26 @@ def create_app(
         return None
 
     def _readable_record(
-        svc: DecisionService, decision_id: str, token: str | None, header: str | None
+        decision_id: str, token: str | None, header: str | None
     ) -> ExplanationRecordV1 | JSONResponse:
         """The stored record if the token opens it, else the refusal to send."""
         if (refused := _denied(decision_id, token, header)) is not None:
             return refused
-        assert svc.store is not None
-        record = svc.store.get_record(decision_id)
+        record = ctx.store.get_record(decision_id)
         if record is None:
-            return _error(404, "DECISION_NOT_FOUND", "未找到该决定", f"no decision {decision_id}")
+            return error(404, "DECISION_NOT_FOUND", "未找到该决定", f"no decision {decision_id}")
         return record
+
+    def _text(record: ExplanationRecordV1, lang: str) -> str:
+        cases = ctx.reviews.cases_of(record.decision_id)
+        return render_text(
+            record,
+            lang=lang,
+            guide=ctx.guides.get(record.service),
+            counterfactuals=record.counterfactuals,
+            review=review_view(cases[-1], ctx) if cases else None,
+            registries=svc.registries,
+        )
 
     denied_responses: dict[int | str, dict[str, Any]] = {
         401: {"model": ErrorBody, "description": "no access token"},
@@ -318,38 +403,37 @@ def create_app(
     )
     def get_decision(
         decision_id: str,
-        svc: ServiceDep,
         token: TokenQuery = None,
         x_access_token: TokenHeader = None,
     ) -> JSONResponse:
-        """The decision as first answered. Needs the decision's access token."""
+        """The decision as first answered, with its receipt. Needs the decision's access token."""
         if (refused := _denied(decision_id, token, x_access_token)) is not None:
             return refused
-        assert svc.store is not None
-        row = svc.store.get_decision(decision_id)
+        row = ctx.store.get_decision(decision_id)
         if row is None:
-            return _error(404, "DECISION_NOT_FOUND", "未找到该决定", f"no decision {decision_id}")
-        return JSONResponse(_with_token(json.loads(row.response_json)))
+            return error(404, "DECISION_NOT_FOUND", "未找到该决定", f"no decision {decision_id}")
+        return JSONResponse(
+            _delivered(json.loads(row.response_json), ctx.store.receipt(decision_id))
+        )
 
     @app.get(
         "/v1/decisions/{decision_id}/explanation", tags=["decisions"], responses=denied_responses
     )
     def get_explanation(
         decision_id: str,
-        svc: ServiceDep,
         token: TokenQuery = None,
         x_access_token: TokenHeader = None,
     ) -> JSONResponse:
         """The explanation record plus plain-language text (zh-CN, then English). Needs the token."""
-        record = _readable_record(svc, decision_id, token, x_access_token)
+        record = _readable_record(decision_id, token, x_access_token)
         if isinstance(record, JSONResponse):
             return record
         return JSONResponse(
             {
                 "decision_id": decision_id,
                 "outcome": record.outcome.value,
-                "text_zh": render_text(record, lang="zh"),
-                "text_en": render_text(record, lang="en"),
+                "text_zh": _text(record, "zh"),
+                "text_en": _text(record, "en"),
                 "record": record.model_dump(mode="json"),
             }
         )
@@ -358,23 +442,23 @@ def create_app(
         "/v1/decisions/{decision_id}/explanation.txt",
         tags=["decisions"],
         response_class=PlainTextResponse,
+        responses=denied_responses,
     )
     def get_explanation_text(
         decision_id: str,
-        svc: ServiceDep,
         token: TokenQuery = None,
         x_access_token: TokenHeader = None,
+        lang: Annotated[Literal["zh", "en"], Query(description="zh (default) or en")] = "zh",
     ) -> Response:
-        """The explanation as plain text for the citizen. Needs the token."""
-        record = _readable_record(svc, decision_id, token, x_access_token)
+        """The explanation as plain text for the citizen, in one language. Needs the token."""
+        record = _readable_record(decision_id, token, x_access_token)
         if isinstance(record, JSONResponse):
             return record
-        return PlainTextResponse(
-            render_text(record, lang="zh") + "\n\n" + render_text(record, lang="en")
-        )
+        return PlainTextResponse(_text(record, lang))
 
-    @app.get("/v1/rulesets", tags=["rulesets"])
-    def list_rulesets(svc: ServiceDep) -> list[dict[str, Any]]:
+    @app.get("/v1/rulesets", tags=["rulesets"], responses=AUTH_RESPONSES)
+    def list_rulesets(svc: ServiceDep, _who: AnyStaff) -> list[dict[str, Any]]:
+        """Every loaded ruleset version (any staff role)."""
         return [
             {
                 "service": rs.service,
@@ -389,15 +473,20 @@ def create_app(
             for rs in svc.catalog
         ]
 
-    @app.get("/v1/rulesets/{service}/{version}", tags=["rulesets"])
-    def get_ruleset(service: str, version: str, svc: ServiceDep) -> JSONResponse:
+    @app.get(
+        "/v1/rulesets/{service}/{version}",
+        tags=["rulesets"],
+        responses={**AUTH_RESPONSES, 404: {"model": ErrorBody, "description": "no such version"}},
+    )
+    def get_ruleset(service: str, version: str, svc: ServiceDep, _who: AnyStaff) -> JSONResponse:
+        """One ruleset version as loaded, with its content hash (any staff role)."""
         if service not in svc.catalog.services():
-            return _error(
+            return error(
                 404, "UNKNOWN_SERVICE", f"未知的事项编码 {service}", f"unknown service {service}"
             )
         rs = svc.catalog.get(service, version)
         if rs is None:
-            return _error(
+            return error(
                 404,
                 "UNKNOWN_VERSION",
                 f"{service} 没有版本 {version}",
@@ -410,5 +499,8 @@ def create_app(
                 "ruleset": rs.doc.model_dump(mode="json"),
             }
         )
+
+    install_citizen_routes(app, ctx)
+    install_staff_routes(app, ctx)
 
     return app

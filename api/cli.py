@@ -18,7 +18,15 @@ audit_app = typer.Typer(no_args_is_help=True, help="审计 verify the explanatio
 demo_app = typer.Typer(
     no_args_is_help=True, help="演示数据 demo registries and sample applications"
 )
+keys_app = typer.Typer(
+    no_args_is_help=True, help="密钥 API keys for staff and the platform; the log's signing key"
+)
+receipt_app = typer.Typer(no_args_is_help=True, help="回执 check a decision's receipt offline")
+log_app = typer.Typer(no_args_is_help=True, help="日志 the signed Merkle log")
 app.add_typer(ruleset_app, name="ruleset")
+app.add_typer(keys_app, name="keys")
+app.add_typer(receipt_app, name="receipt")
+app.add_typer(log_app, name="log")
 app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
 
@@ -72,6 +80,19 @@ def serve(
                 f"生成演示数据 / generating demo registries in {settings.data_dir} …", err=True
             )
             generate_demo_data(settings.data_dir, rulesets_dir=settings.rulesets_dir)
+    if demo:
+        os.environ["MIAOPI_DEMO"] = "1"
+        settings = settings.model_copy(update={"demo": True})
+    from api.secrets import MissingSecrets
+
+    try:
+        settings.secrets()
+    except MissingSecrets as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    if demo:
+        keys_file = _demo_keys(settings)
+        typer.echo(f"演示用API密钥 / demo API keys (one per role): {keys_file}", err=True)
     os.environ["MIAOPI_DATA_DIR"] = str(settings.data_dir)
     os.environ["MIAOPI_RULESETS_DIR"] = str(settings.rulesets_dir)
     if settings.registries is not None:
@@ -116,7 +137,7 @@ def decide(
         adapters=deployment.adapters,
         registries=deployment.registries,
         store=None,
-        pseudonym_key=settings.pseudonym_key,
+        pseudonym_key=settings.pseudonym_key or "dry-run: pseudonyms are not kept",
     )
     try:
         response, record = service.decide_unstored(request)
@@ -368,26 +389,87 @@ def ruleset_schema(
     )
 
 
-@audit_app.command("verify")
-def audit_verify(database_url: DbUrl = None) -> None:
-    """Re-hash every stored record and walk the chain; exit 1 naming each altered record."""
-    from api.settings import Settings
-    from explanations import DecisionStore
+PublicKeys = Annotated[
+    Optional[list[Path]],  # noqa: UP045
+    typer.Option(
+        "--public-key",
+        help="PEM file(s) of the log's signing key(s) (a private key file serves too) "
+        "[default: MIAOPI_SIGNING_KEY_FILE, or the demo's key]",
+    ),
+]
 
-    settings = Settings.from_env(database_url=database_url)
+
+def _public_keys(paths: list[Path] | None, settings: Any) -> dict[str, Any]:
+    from explanations.log import load_public_keys
+
+    if not paths:
+        if settings.signing_key_file is not None:
+            paths = [settings.signing_key_file]
+        elif (settings.secrets_dir / "signing-key.pem").exists():
+            paths = [settings.secrets_dir / "signing-key.pem"]
+        else:
+            return {}
+    try:
+        return load_public_keys(paths)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"无法读取公钥 / cannot read the public key: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@audit_app.command("verify")
+def audit_verify(
+    database_url: DbUrl = None,
+    checkpoint: Annotated[
+        Optional[list[Path]],  # noqa: UP045
+        typer.Option(
+            "--checkpoint",
+            help="a checkpoint saved outside the database (JSON, JSON lines, or a receipt); "
+            "the log must still contain it",
+        ),
+    ] = None,
+    public_key: PublicKeys = None,
+) -> None:
+    """Check every record, row, log node and signed head; exit 1 naming each problem."""
+    from explanations import DecisionStore
+    from explanations.log import read_checkpoints
+
+    settings = _settings(database_url=database_url)
+    _refuse_missing_sqlite(settings.database_url)
+    keys = _public_keys(public_key, settings)
+    saved = []
+    for path in checkpoint or []:
+        try:
+            saved.extend(read_checkpoints(path))
+        except (OSError, ValueError) as exc:
+            typer.echo(f"无法读取检查点 / cannot read the checkpoint {path}: {exc}", err=True)
+            raise typer.Exit(2) from None
     store = DecisionStore(settings.database_url)
     try:
         count, problems = store.verify(
-            progress=lambda n: typer.echo(f"… {n} records checked", err=True)
+            keys=keys or None,
+            checkpoints=saved,
+            progress=lambda n: typer.echo(f"… {n} records checked", err=True),
         )
     finally:
         store.dispose()
     for p in problems:
-        typer.echo(f"TAMPERED seq={p.seq} decision={p.decision_id}: {p.message}")
+        where = f"seq={p.seq} decision={p.decision_id}" if p.seq or p.decision_id else "log"
+        typer.echo(f"TAMPERED {where}: {p.message}")
     if problems:
         typer.echo(f"校验失败 / verification FAILED: {len(problems)} problem(s) in {count} records")
         raise typer.Exit(1)
-    typer.echo(f"校验通过 / verified: {count} records, chain intact")
+    signed = "signatures checked" if keys else "signatures NOT checked (no public key given)"
+    against = f", consistent with {len(saved)} saved checkpoint(s)" if saved else ""
+    typer.echo(f"校验通过 / verified: {count} records, chain and log intact, {signed}{against}")
+
+
+def _refuse_missing_sqlite(url: str) -> None:
+    """A read-only command never creates a database: a missing SQLite file is an error."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.split("///", 1)[1])
+        if str(path) != ":memory:" and not path.exists():
+            typer.echo(f"数据库不存在 / no database at {path}", err=True)
+            raise typer.Exit(2)
 
 
 @audit_app.command("replay")
@@ -466,6 +548,177 @@ def demo_generate(
 
     summary = generate_demo_data(out, people=people, seed=seed, rulesets_dir=rulesets)
     typer.echo(summary.model_dump_json(indent=2))
+
+
+def _demo_keys(settings: Any) -> Path:
+    """One API key per role for the demo, written beside the demo secrets (0600).
+
+    Only ``--demo`` does this: a real deployment makes its keys with ``miaopi keys create``
+    and never keeps them in a file the service can read.
+    """
+    from api.auth import Role as Roles
+
+    path: Path = settings.secrets_dir / "demo-keys.json"
+    keys = _key_store(settings.database_url)
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if all(keys.authenticate(known.get(r.value, "")) for r in Roles):
+        return path
+    made = {
+        r.value: keys.create(r, label="demo", created_by="miaopi serve --demo")[1] for r in Roles
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(made, out, indent=2)
+    return path
+
+
+Role = Annotated[str, typer.Option("--role", help="platform | reviewer | policy | auditor")]
+
+
+def _key_store(database_url: str | None) -> Any:
+    from sqlmodel import SQLModel
+
+    from api.auth import KeyStore
+    from explanations import DecisionStore
+
+    settings = _settings(database_url=database_url)
+    store = DecisionStore(settings.database_url)
+    SQLModel.metadata.create_all(store.engine)
+    keys = KeyStore(store.engine)
+    keys.create_schema()
+    return keys
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Role,
+    label: str = typer.Option("", help="who or what holds the key (shown in listings)"),
+    database_url: DbUrl = None,
+) -> None:
+    """Make an API key for a role; the key is printed once (stdout) and only its hash is kept."""
+    from api.auth import Role as Roles
+
+    if role not in Roles.__members__.values():
+        typer.echo(f"未知角色 / unknown role {role!r}: use one of {', '.join(Roles)}", err=True)
+        raise typer.Exit(2)
+    keys = _key_store(database_url)
+    key_id, key = keys.create(role, label=label, created_by=os.environ.get("USER", "cli"))
+    typer.echo(f"已创建 / created key {key_id} for role {role}; it is shown only now:", err=True)
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(database_url: DbUrl = None) -> None:
+    """Every API key: id, role, label, created, revoked (never the secret)."""
+    for row in _key_store(database_url).list():
+        state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+        typer.echo(f"{row.id}  {row.role:<9} {state:<24} {row.created_at:%Y-%m-%d}  {row.label}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, database_url: DbUrl = None) -> None:
+    """Revoke an API key: it stops working on the next request."""
+    if not _key_store(database_url).revoke(key_id):
+        typer.echo(f"没有该密钥 / no key {key_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"已吊销 / revoked {key_id}")
+
+
+@keys_app.command("signing-key")
+def keys_signing_key(
+    out: Path = typer.Option(..., "--out", help="where to write the new Ed25519 private key (PEM)"),
+) -> None:
+    """Make the log's Ed25519 signing key; prints its public key (give that to auditors)."""
+    from api.secrets import generate_signing_key
+    from explanations.log import public_key_pem
+
+    if out.exists():
+        typer.echo(f"文件已存在 / {out} exists: not overwritten", err=True)
+        raise typer.Exit(2)
+    typer.echo(public_key_pem(generate_signing_key(out)), nl=False)
+
+
+@keys_app.command("public-key")
+def keys_public_key(
+    key_file: Path = typer.Argument(..., help="the signing key (PEM)"),
+) -> None:
+    """Print the public half of a signing key (PEM)."""
+    from api.secrets import MissingSecrets, load_signing_key
+    from explanations.log import public_key_pem
+
+    try:
+        typer.echo(public_key_pem(load_signing_key(key_file)), nl=False)
+    except MissingSecrets as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+@receipt_app.command("verify")
+def receipt_verify(
+    receipt_file: Path = typer.Argument(
+        ..., help="a receipt (JSON), or a decision response holding one"
+    ),
+    public_key: PublicKeys = None,
+    record: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--record", help="the record (JSON) the receipt is for: checked to hash to it"
+    ),
+) -> None:
+    """Check offline that a record is in the log the service signed; exit 1 if not."""
+    from explanations.log import Receipt, verify_receipt
+
+    keys = _public_keys(public_key, _settings())
+    if not keys:
+        typer.echo("需要公钥 / a public key is needed: --public-key FILE", err=True)
+        raise typer.Exit(2)
+    try:
+        data = json.loads(receipt_file.read_text(encoding="utf-8"))
+        receipt = Receipt.model_validate(data.get("receipt", data) if "leaf" not in data else data)
+        body = None
+        if record is not None:
+            body = json.loads(record.read_text(encoding="utf-8"))
+            body = body.get("record", body)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"无法读取回执 / cannot read the receipt: {exc}", err=True)
+        raise typer.Exit(2) from None
+    problems = verify_receipt(receipt, keys, record_body=body)
+    for p in problems:
+        typer.echo(f"INVALID: {p}")
+    if problems:
+        raise typer.Exit(1)
+    cp = receipt.checkpoint
+    typer.echo(
+        f"回执有效 / receipt valid: decision {receipt.leaf.decision_id} is leaf {receipt.leaf_index} "
+        f"of the log of {cp.size} signed at {cp.time} by key {cp.key_id}"
+    )
+
+
+@log_app.command("checkpoint")
+def log_checkpoint(
+    database_url: DbUrl = None,
+    out: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--out", help="append the checkpoint to this file (JSON lines) as well"
+    ),
+) -> None:
+    """Print the latest signed checkpoint (save it outside the database)."""
+    from explanations import DecisionStore
+    from explanations.log import append_checkpoint_file
+
+    settings = _settings(database_url=database_url)
+    _refuse_missing_sqlite(settings.database_url)
+    store = DecisionStore(settings.database_url)
+    try:
+        head = store.checkpoint()
+    finally:
+        store.dispose()
+    if head is None:
+        typer.echo("日志为空 / the log is empty", err=True)
+        raise typer.Exit(1)
+    if out is not None:
+        append_checkpoint_file(out, head)
+    typer.echo(head.model_dump_json())
 
 
 def main() -> None:

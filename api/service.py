@@ -20,9 +20,12 @@ import structlog
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from adapters.base import Adapter, ClaimValues, Lookup
+from api.secrets import key_id
 from engine import (
+    CriterionStatus,
     Evaluation,
     NoVersionInForce,
+    Outcome,
     Reason,
     ReasonCode,
     Ruleset,
@@ -52,9 +55,10 @@ from explanations import (
     decision_response,
     is_personal_field,
     pseudonymize,
-    remedy_notice,
     text_hash,
 )
+from explanations.counterfactual import counterfactuals
+from explanations.remedy import remedy_for
 
 __all__ = [
     "ApplicantIn",
@@ -213,10 +217,15 @@ class DecisionService:
         self.registries = registries
         self.store = store
         self.key = pseudonym_key.encode("utf-8")
+        self.key_id = key_id(pseudonym_key)
         self.timeout = adapter_timeout_s
         self.clock = clock
         self.new_id = new_id
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="adapter")
+        self.on_stored: Callable[[Any, Any], None] | None = None
+        """Runs inside the transaction that stores a decision (opens referral cases)."""
+        self.guides: dict[str, Any] = {}
+        """Service guides (contact, review body, payment) by service code."""
         self._personal_fields: dict[tuple[str, str], str | None] = {}
         self._output_columns: dict[str, list[OutputColumn]] = {}
 
@@ -591,10 +600,19 @@ class DecisionService:
             output_columns=self._columns_of(rs),
             output_rules=ev.output_rules,
             reasons=[*ev.reasons, *decided.extra_reasons],
-            remedy=remedy_notice(
-                decided_on=decided.decided_at.astimezone(SHANGHAI).date(),
-                authority_zh=rs.doc.authority.zh,
+            counterfactuals=(
+                counterfactuals(rs, decided.env, ev, registries=self.registries)
+                if ev.outcome is not Outcome.APPROVED
+                and any(c.status is CriterionStatus.FAIL for c in ev.criteria)
+                else []
             ),
+            remedy=remedy_for(
+                ev.outcome,
+                decided.decided_at.astimezone(SHANGHAI).date(),
+                self.guides.get(rs.service),
+                rs.doc.authority.zh,
+            ),
+            pseudonym_key_id=self.key_id,
             masked_fields=["applicant.id_number", "applicant.name"]
             + [f"{e.id}.{k}" for e in decided.evidence for k in e.values if is_personal_field(k)],
             prev_hash=prev_hash,
@@ -611,7 +629,12 @@ class DecisionService:
         if existing is not None:
             if existing.request_sha256 != body_sha256:
                 raise IdempotencyConflict(idempotency_key)
-            return StoredDecision(existing.id, json.loads(existing.response_json), True)
+            return StoredDecision(
+                existing.id,
+                json.loads(existing.response_json),
+                True,
+                self.store.receipt(existing.id),
+            )
         prepared = self.prepare(request)
         decided = self.decide_prepared(prepared)
         decision_id = self.new_id()
@@ -620,7 +643,10 @@ class DecisionService:
             return self.build_record(decided, decision_id=decision_id, seq=seq, prev_hash=prev_hash)
 
         stored = self.store.append(
-            idempotency_key=idempotency_key, request_sha256=body_sha256, build=build
+            idempotency_key=idempotency_key,
+            request_sha256=body_sha256,
+            build=build,
+            on_stored=self.on_stored,
         )
         if not stored.replayed:
             log.info(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["DEV_PSEUDONYM_KEY", "Settings"]
+from api.secrets import Secrets, ensure_demo_secrets
 
-DEV_PSEUDONYM_KEY = "miaopi-development-key-change-me"
+__all__ = ["Settings"]
 
 
 class Settings(BaseModel):
@@ -24,9 +24,43 @@ class Settings(BaseModel):
     database_url: str = "sqlite:///var/miaopi.db"
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     adapter_timeout_s: float = Field(default=2.0, gt=0)
-    pseudonym_key: str = DEV_PSEUDONYM_KEY
+    pseudonym_key: str | None = None
+    """No default: outside ``demo`` the service refuses to start without it."""
+    previous_pseudonym_keys: tuple[str, ...] = ()
+    """Keys rotated out: citizen tokens issued under them still open their decisions."""
+    signing_key_file: Path | None = None
+    """The Ed25519 key that signs the log's checkpoints (PEM)."""
+    checkpoint_file: Path | None = None
+    """Where signed checkpoints are appended (JSON lines), outside the database."""
+    demo: bool = False
+    """A local demonstration: random secrets are made once in ``secrets_dir`` and kept."""
+    secrets_dir: Path = Path("var/secrets")
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_roles_claim: str = "roles"
+    review_days: int = Field(default=5, ge=1, le=60)
+    """Working days a reviewer has for a case when the service guide does not say."""
     log_level: str = "INFO"
     public_base_url: str = ""
+
+    def secrets(self) -> Secrets:
+        """The secrets to run with; ``MissingSecrets`` says what is missing and how to set it."""
+        if self.demo and not self.pseudonym_key and self.signing_key_file is None:
+            key, signing = ensure_demo_secrets(self.secrets_dir)
+            return Secrets.load(pseudonym_key=key, previous=(), signing_key_file=signing)
+        return Secrets.load(
+            pseudonym_key=self.pseudonym_key,
+            previous=self.previous_pseudonym_keys,
+            signing_key_file=self.signing_key_file,
+        )
+
+    @property
+    def checkpoints(self) -> Path | None:
+        """The checkpoint file; in a demo, ``checkpoints.jsonl`` beside the secrets."""
+        if self.checkpoint_file is not None:
+            return self.checkpoint_file
+        return self.secrets_dir.parent / "checkpoints.jsonl" if self.demo else None
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -40,11 +74,24 @@ class Settings(BaseModel):
             "max_body_bytes": "MIAOPI_MAX_BODY_BYTES",
             "adapter_timeout_s": "MIAOPI_ADAPTER_TIMEOUT_S",
             "pseudonym_key": "MIAOPI_PSEUDONYM_KEY",
+            "signing_key_file": "MIAOPI_SIGNING_KEY_FILE",
+            "checkpoint_file": "MIAOPI_CHECKPOINT_FILE",
+            "demo": "MIAOPI_DEMO",
+            "secrets_dir": "MIAOPI_SECRETS_DIR",
+            "oidc_issuer": "MIAOPI_OIDC_ISSUER",
+            "oidc_audience": "MIAOPI_OIDC_AUDIENCE",
+            "oidc_jwks_url": "MIAOPI_OIDC_JWKS_URL",
+            "oidc_roles_claim": "MIAOPI_OIDC_ROLES_CLAIM",
+            "review_days": "MIAOPI_REVIEW_DAYS",
             "log_level": "MIAOPI_LOG_LEVEL",
             "public_base_url": "MIAOPI_PUBLIC_BASE_URL",
         }
         for field, var in mapping.items():
             if env.get(var):
                 values[field] = env[var]
+        if env.get("MIAOPI_PREVIOUS_PSEUDONYM_KEYS"):
+            values["previous_pseudonym_keys"] = tuple(
+                k.strip() for k in env["MIAOPI_PREVIOUS_PSEUDONYM_KEYS"].split(",") if k.strip()
+            )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)

@@ -6,20 +6,24 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from engine import CriterionResult, Outcome, Reason
 from engine.decision import JsonScalar, JsonValue, ParameterUse, ValueResult
 from engine.privacy import mask_id_number, mask_name
+from explanations.guide import Office
 
 __all__ = [
+    "HUMAN_DECISION_SCHEMA",
     "RECORD_SCHEMA",
+    "AnyRecord",
     "DecisionResponse",
     "EngineInfo",
     "EvidenceItem",
     "ExplanationRecordV1",
+    "HumanDecisionRecord",
     "LegalBasisRef",
     "MaskedApplicant",
     "OutputColumn",
@@ -27,15 +31,19 @@ __all__ = [
     "canonical_json",
     "decision_response",
     "is_personal_field",
+    "parse_record",
     "pseudonymize",
     "remedy_notice",
+    "response_of",
     "text_hash",
 ]
 
-RECORD_SCHEMA = "miaopi.explanation-record/2"
+RECORD_SCHEMA = "miaopi.explanation-record/3"
 """The version written now. Version 2 adds computed values, the parameters in force, the
-matched output rules, the source of every compared value and registry names; version-1
-records still read, verify and replay."""
+matched output rules, the source of every compared value and registry names. Version 3
+adds the counterfactual of each failed criterion, the remedy notice naming bodies (or a
+referral's next steps instead of appeal routes) and the pseudonym key's id. Records of
+versions 1 and 2 still read, verify and replay."""
 
 
 def canonical_json(data: object) -> str:
@@ -193,6 +201,121 @@ def remedy_notice(*, decided_on: dt.date, authority_zh: str) -> RemedyNotice:
     )
 
 
+RouteKind = Literal[
+    "human_review", "human_decision", "administrative_reconsideration", "administrative_litigation"
+]
+
+
+class RemedyRouteV2(BaseModel):
+    """One way to challenge a decision, naming the body that hears it.
+
+    Extends ``RemedyRoute`` with the body (from the service guide), its contact, the English
+    legal basis, and an optional deadline (a request for a human decision has none).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: RouteKind
+    title_zh: str
+    title_en: str
+    deadline: dt.date | None
+    basis: str
+    """The legal basis as cited in Chinese (``《…》第二十条``) or the service commitment."""
+    basis_en: str
+    body_zh: str
+    body_en: str
+    contact: Office | None = None
+    how_zh: str
+    how_en: str
+
+
+class ReferralSteps(BaseModel):
+    """What happens to a referred application: who reviews it, by when, what helps."""
+
+    model_config = ConfigDict(frozen=True)
+
+    body_zh: str
+    body_en: str
+    contact: Office | None = None
+    working_days: int | None
+    """None when the service has no guide: no due date is promised then."""
+    due_on: dt.date | None
+    prepare_zh: list[str]
+    prepare_en: list[str]
+
+
+class RemedyNoticeV2(BaseModel):
+    """The notice for one decision: routes of remedy (REJECTED, APPROVED) or the next steps
+    of a referral (REFERRED, which has no routes: it is not a final decision)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    outcome: Outcome
+    decided_on: dt.date
+    routes: list[RemedyRouteV2]
+    referral: ReferralSteps | None = None
+
+    def to_v1(self) -> RemedyNotice:
+        """The routes the version-1/2 record can hold (those with a deadline, of its kinds)."""
+        return RemedyNotice(
+            routes=[
+                RemedyRoute(
+                    kind=r.kind,
+                    title_zh=r.title_zh,
+                    title_en=r.title_en,
+                    deadline=r.deadline,
+                    basis=r.basis,
+                    how_zh=r.how_zh,
+                    how_en=r.how_en,
+                )
+                for r in self.routes
+                if r.deadline is not None and r.kind != "human_decision"
+            ]
+        )
+
+
+ChangeOp = Literal[">=", "<=", "==", "!=", "in", "not in", ">", "<"]
+"""What the new value must satisfy against ``required``. ``>`` and ``<`` are accepted in
+stored records but never produced: strict bounds are written as ``>=``/``<=`` of the next
+value (see the module docstring)."""
+
+
+class Change(BaseModel):
+    """One fact to change: what it is now and the nearest value that makes the criterion pass."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fact: str
+    """The input as the facts name it (``form.degree``, ``social_insurance.months_contributed``,
+    ``population.birth_date``), or a term's expression text when ``source`` is ``computed``."""
+    source: str | None
+    """``declared``, ``registry:<id>``, ``application`` or ``computed``."""
+    current: JsonScalar
+    """Its value now, as the decision record writes it (decimals as strings, dates ISO);
+    ``None`` when there is no record."""
+    required: JsonValue
+    """The nearest value for which ``new op required`` holds; a list for ``in``/``not in``."""
+    op: ChangeOp
+
+
+class Counterfactual(BaseModel):
+    """What would have to be different for one failed criterion to pass."""
+
+    model_config = ConfigDict(frozen=True)
+
+    criterion: str
+    changes: list[Change] = Field(default_factory=list)
+    """Empty when no change could be computed; ``text_zh`` then says what must hold."""
+    actionable: bool
+    """Whether the applicant can bring about at least one of the changes (see the module
+    docstring for the rule); False when there are no changes."""
+    text_zh: str
+    text_en: str
+    table_row: int | None = None
+    """The decision-table row (numbered from 1) the changes rely on, for a criterion that
+    reads a table."""
+
+
 class OutputColumn(BaseModel):
     """How an output is named and measured, copied from the ruleset so the record reads alone."""
 
@@ -215,9 +338,11 @@ class ExplanationRecordV1(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    schema_version: Literal["miaopi.explanation-record/1", "miaopi.explanation-record/2"] = (
-        "miaopi.explanation-record/2"
-    )
+    schema_version: Literal[
+        "miaopi.explanation-record/1",
+        "miaopi.explanation-record/2",
+        "miaopi.explanation-record/3",
+    ] = "miaopi.explanation-record/3"
     seq: int
     decision_id: str
     application_id: str
@@ -248,8 +373,14 @@ class ExplanationRecordV1(BaseModel):
     output_rules: list[int] = []
     """The rules of the outputs table (numbered from 1) that matched."""
     reasons: list[Reason]
-    remedy: RemedyNotice
+    counterfactuals: list[Counterfactual] = []
+    """For each failed criterion, the minimal change that would make it pass (version 3)."""
+    remedy: Annotated[RemedyNoticeV2 | RemedyNotice, Field(union_mode="left_to_right")]
+    """Remedies of an adverse decision, or a referral's next steps (version 3); version 1
+    and 2 records hold the three routes only."""
     masked_fields: list[str]
+    pseudonym_key_id: str | None = None
+    """Which pseudonym key made this record's pseudonyms (version 3; keys rotate)."""
     prev_hash: str
     record_hash: str = ""
 
@@ -261,6 +392,74 @@ class ExplanationRecordV1(BaseModel):
         """This record with its ``record_hash`` set, and the exact text that hash covers."""
         body = self.body_json()
         return self.model_copy(update={"record_hash": text_hash(body)}), body
+
+
+HUMAN_DECISION_SCHEMA = "miaopi.human-decision/1"
+
+
+class HumanDecisionRecord(BaseModel):
+    """A decision made by a person on a review case: a new record, linked, never an edit.
+
+    It names the automated decision it reviews (``reviews_decision_id``), the case, the
+    reviewer (an authenticated subject, not a name), the outcome and the reasons. It is a
+    leaf of the same log and link of the same chain as the automated records.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: Literal["miaopi.human-decision/1"] = "miaopi.human-decision/1"
+    seq: int
+    decision_id: str
+    reviews_decision_id: str
+    case_id: str
+    case_kind: Literal["referral", "objection", "human_decision"]
+    application_id: str
+    service: str
+    ruleset_version: str
+    automated_outcome: Outcome
+    outcome: Outcome
+    outputs: dict[str, JsonValue] | None = None
+    reason_zh: str
+    reason_en: str | None = None
+    reviewer: str
+    decided_at: dt.datetime
+    prev_hash: str
+    record_hash: str = ""
+
+    def body_json(self) -> str:
+        return canonical_json(self.model_dump(mode="json", exclude={"record_hash"}))
+
+    def sealed(self) -> tuple[HumanDecisionRecord, str]:
+        body = self.body_json()
+        return self.model_copy(update={"record_hash": text_hash(body)}), body
+
+
+AnyRecord = ExplanationRecordV1 | HumanDecisionRecord
+
+
+def parse_record(body: dict[str, Any]) -> AnyRecord:
+    """A stored record of either kind, by its schema version."""
+    if body.get("schema_version") == HUMAN_DECISION_SCHEMA:
+        return HumanDecisionRecord.model_validate(body)
+    return ExplanationRecordV1.model_validate(body)
+
+
+def response_of(record: AnyRecord) -> dict[str, Any]:
+    """What the stored response of a record must be (recomputed by ``audit verify``)."""
+    if isinstance(record, HumanDecisionRecord):
+        return {
+            "decision_id": record.decision_id,
+            "kind": "human_decision",
+            "reviews_decision_id": record.reviews_decision_id,
+            "case_id": record.case_id,
+            "application_id": record.application_id,
+            "service": record.service,
+            "outcome": record.outcome.value,
+            "outputs": record.outputs,
+            "decided_at": record.decided_at.isoformat().replace("+00:00", "Z"),
+            "record_hash": record.record_hash,
+        }
+    return decision_response(record)
 
 
 class RulesetRef(BaseModel):

@@ -4,16 +4,37 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import event
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
-from explanations.record import ExplanationRecordV1, decision_response, text_hash
+from explanations import merkle
+from explanations.log import (
+    HEADS,
+    NODES,
+    Checkpoint,
+    DbNodes,
+    LeafEntry,
+    Receipt,
+    append_checkpoint_file,
+    head_for,
+    latest_head,
+    receipt_from,
+)
+from explanations.record import (
+    AnyRecord,
+    ExplanationRecordV1,
+    parse_record,
+    response_of,
+    text_hash,
+)
 
 __all__ = [
     "ChainHead",
@@ -26,6 +47,7 @@ __all__ = [
 ]
 
 GENESIS = "sha256:" + "0" * 64
+log = structlog.get_logger("miaopi.store")
 
 
 class DecisionRow(SQLModel, table=True):
@@ -79,6 +101,8 @@ class StoredDecision:
     decision_id: str
     response: dict[str, Any]
     replayed: bool
+    receipt: Receipt | None = None
+    """Proof of inclusion in the signed log (None when the store has no signing key)."""
 
 
 @dataclass(frozen=True)
@@ -98,10 +122,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 class DecisionStore:
-    """Decisions and their records, committed together in one transaction."""
+    """Decisions and their records, committed together in one transaction.
 
-    def __init__(self, url: str) -> None:
+    With a ``signing_key`` every append also extends the Merkle log and signs its new head;
+    every ``checkpoint_every`` leaves (and on ``write_checkpoint()``) the signed head is
+    appended to ``checkpoint_file``, outside the database.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        signing_key: Ed25519PrivateKey | None = None,
+        origin: str = "miaopi",
+        checkpoint_file: Path | None = None,
+        checkpoint_every: int = 1000,
+    ) -> None:
         self.url = url
+        self.signing_key = signing_key
+        self.origin = origin
+        self.checkpoint_file = checkpoint_file
+        self.checkpoint_every = checkpoint_every
+        self._last_filed = -1
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             path = url.split("///", 1)[-1]
@@ -129,6 +171,83 @@ class DecisionStore:
                     s.commit()
                 except sa.exc.IntegrityError:
                     s.rollback()
+        if self.signing_key is not None:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Enter records stored before the log existed (a database from an earlier version)."""
+        with self.engine.connect() as conn:
+            conn.info["write"] = True
+            try:
+                with conn.begin():
+                    head_q = sa.select(ChainHead.__table__.c.seq).where(  # type: ignore[attr-defined]
+                        ChainHead.__table__.c.id == 1  # type: ignore[attr-defined]
+                    )
+                    if not self.is_sqlite:
+                        head_q = head_q.with_for_update()
+                    chain_seq = conn.execute(head_q).scalar_one()
+                    size = self._log_size(conn)
+                    if size >= chain_seq:
+                        return
+                    leaves = [
+                        self._leaf_of(conn, seq).leaf_hash()
+                        for seq in range(size + 1, chain_seq + 1)
+                    ]
+                    self._extend(conn, size, leaves)
+            finally:
+                conn.info.pop("write", None)
+        log.info("log_caught_up", leaves=chain_seq - size)
+
+    @staticmethod
+    def _log_size(conn: sa.Connection) -> int:
+        return int(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(NODES).where(NODES.c.level == 0)
+            ).scalar_one()
+        )
+
+    def _leaf_of(self, conn: sa.Connection, seq: int) -> LeafEntry:
+        records = RecordRow.__table__  # type: ignore[attr-defined]
+        decisions = DecisionRow.__table__  # type: ignore[attr-defined]
+        row = conn.execute(
+            sa.select(
+                records.c.decision_id,
+                records.c.record_hash,
+                decisions.c.idempotency_key,
+                decisions.c.request_sha256,
+            )
+            .join(decisions, decisions.c.id == records.c.decision_id)
+            .where(records.c.seq == seq)
+        ).one()
+        return LeafEntry.of(
+            seq=seq,
+            decision_id=row.decision_id,
+            record_hash=row.record_hash,
+            idempotency_key=row.idempotency_key,
+            request_sha256=row.request_sha256,
+        )
+
+    def _extend(
+        self, conn: sa.Connection, size: int, leaves: list[bytes]
+    ) -> tuple[DbNodes, Checkpoint]:
+        """Add ``leaves`` after the first ``size`` and sign the new head: one tree update.
+
+        Several records can share one update (one signature, one head row); each leaf's
+        receipt is then proven against that head.
+        """
+        assert self.signing_key is not None
+        nodes = DbNodes(conn)
+        nodes.extend(size, leaves)
+        new_size = size + len(leaves)
+        head = Checkpoint.sign(
+            origin=self.origin,
+            size=new_size,
+            root=merkle.root_from(new_size, nodes.get),
+            key=self.signing_key,
+            time=dt.datetime.now(dt.UTC),
+        )
+        conn.execute(HEADS.insert().values(**head.to_row()))
+        return nodes, head
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -147,13 +266,16 @@ class DecisionStore:
             return s.get(DecisionRow, decision_id)
 
     def get_record(self, decision_id: str) -> ExplanationRecordV1 | None:
+        """The automated decision's explanation record (None for a human decision's id)."""
+        record = self.get_any_record(decision_id)
+        return record if isinstance(record, ExplanationRecordV1) else None
+
+    def get_any_record(self, decision_id: str) -> AnyRecord | None:
         with Session(self.engine) as s:
             row = s.exec(select(RecordRow).where(RecordRow.decision_id == decision_id)).first()
             if row is None:
                 return None
-            return ExplanationRecordV1.model_validate(
-                {**json.loads(row.record_json), "record_hash": row.record_hash}
-            )
+            return parse_record({**json.loads(row.record_json), "record_hash": row.record_hash})
 
     def count(self) -> int:
         with Session(self.engine) as s:
@@ -166,7 +288,8 @@ class DecisionStore:
         *,
         idempotency_key: str,
         request_sha256: str,
-        build: Callable[[int, str], ExplanationRecordV1],
+        build: Callable[[int, str], AnyRecord],
+        on_stored: Callable[[sa.Connection, AnyRecord], None] | None = None,
     ) -> StoredDecision:
         """Store one decision and its record atomically, extending the hash chain.
 
@@ -196,9 +319,14 @@ class DecisionStore:
                     if existing is not None:
                         if existing.request_sha256 != request_sha256:
                             raise IdempotencyConflict(idempotency_key)
-                        return StoredDecision(existing.id, json.loads(existing.response_json), True)
+                        return StoredDecision(
+                            existing.id,
+                            json.loads(existing.response_json),
+                            True,
+                            self._receipt(conn, existing.id),
+                        )
                     record, body = build(head_seq + 1, head_hash).sealed()
-                    response = decision_response(record)
+                    response = response_of(record)
                     conn.execute(
                         decisions.insert().values(
                             id=record.decision_id,
@@ -226,9 +354,73 @@ class DecisionStore:
                         .where(heads.c.id == 1)
                         .values(seq=record.seq, record_hash=record.record_hash)
                     )
-                return StoredDecision(record.decision_id, response, False)
+                    if on_stored is not None:
+                        on_stored(conn, record)
+                    receipt = None
+                    if self.signing_key is not None:
+                        leaf = LeafEntry.of(
+                            seq=record.seq,
+                            decision_id=record.decision_id,
+                            record_hash=record.record_hash,
+                            idempotency_key=idempotency_key,
+                            request_sha256=request_sha256,
+                        )
+                        nodes, head = self._extend(conn, record.seq - 1, [leaf.leaf_hash()])
+                        receipt = receipt_from(nodes.get, leaf, head)
+                if receipt is not None and self.checkpoint_file is not None:
+                    if receipt.checkpoint.size - self._last_filed >= self.checkpoint_every:
+                        self._file(receipt.checkpoint)
+                return StoredDecision(record.decision_id, response, False, receipt)
             finally:
                 conn.info.pop("write", None)
+
+    # --- the log ---------------------------------------------------------------------------
+
+    def _file(self, checkpoint: Checkpoint) -> None:
+        assert self.checkpoint_file is not None
+        append_checkpoint_file(self.checkpoint_file, checkpoint)
+        self._last_filed = checkpoint.size
+
+    def _receipt(self, conn: sa.Connection, decision_id: str) -> Receipt | None:
+        records = RecordRow.__table__  # type: ignore[attr-defined]
+        seq = conn.execute(
+            sa.select(records.c.seq).where(records.c.decision_id == decision_id)
+        ).scalar()
+        if seq is None:
+            return None
+        head = head_for(conn, seq)
+        if head is None:
+            return None
+        nodes = DbNodes(conn)
+        return receipt_from(
+            nodes.get, self._leaf_of(conn, seq), Checkpoint.from_row(head, self.origin)
+        )
+
+    def receipt(self, decision_id: str) -> Receipt | None:
+        """The decision's receipt exactly as first issued (proof against the head it joined)."""
+        with self.engine.connect() as conn:
+            return self._receipt(conn, decision_id)
+
+    def checkpoint(self) -> Checkpoint | None:
+        """The latest signed head."""
+        with self.engine.connect() as conn:
+            head = latest_head(conn)
+        return None if head is None else Checkpoint.from_row(head, self.origin)
+
+    def write_checkpoint(self) -> Checkpoint | None:
+        """Append the latest signed head to the checkpoint file (if any) and return it."""
+        head = self.checkpoint()
+        if head is not None and self.checkpoint_file is not None and head.size != self._last_filed:
+            self._file(head)
+        return head
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        with self.engine.connect() as conn:
+            return merkle.consistency_proof_from(old_size, new_size, DbNodes(conn).get)
+
+    def inclusion_proof(self, seq: int, size: int) -> list[bytes]:
+        with self.engine.connect() as conn:
+            return merkle.inclusion_proof_from(seq - 1, size, DbNodes(conn).get)
 
     # --- verification --------------------------------------------------------------------
 
@@ -248,18 +440,25 @@ class DecisionStore:
             last = rows[-1].seq
 
     def verify(
-        self, *, progress: Callable[[int], None] | None = None
+        self,
+        *,
+        keys: dict[str, Ed25519PublicKey] | None = None,
+        checkpoints: Sequence[Checkpoint] = (),
+        progress: Callable[[int], None] | None = None,
     ) -> tuple[int, list[VerifyProblem]]:
-        """Re-hash every record, walk the chain, and recompute each stored response.
+        """Check every stored row against every other, the log, and the signed heads.
 
-        One pass over the records; returns the count checked and every problem found.
+        Re-hashes each record, walks the hash chain, recomputes each response, compares the
+        decision row's columns with its record, rebuilds the Merkle tree from the rows and
+        compares it with the stored nodes and every signed head. With ``keys`` the head
+        signatures are checked; each of ``checkpoints`` (saved outside the database) must be
+        signed and must be a prefix of the log as it is now. Returns the count of records
+        and every problem found.
         """
-        with Session(self.engine) as s:
-            rows = s.exec(
-                select(DecisionRow.id, DecisionRow.outcome, DecisionRow.response_json)
-            ).all()
-        decisions = {d: (o, r) for d, o, r in rows}
+        decisions = self._decision_rows()
         problems: list[VerifyProblem] = []
+        leaves: list[bytes] = []
+        stored_leaves = self._stored_nodes()
         prev = GENESIS
         expected_seq = 1
         n = 0
@@ -279,11 +478,23 @@ class DecisionStore:
             if row.prev_hash != prev:
                 problem("prev_hash does not link to the previous record")
             prev = row.record_hash
+            decision = decisions.pop(row.decision_id, None)
+            if decision is None:
+                problem("no decision row for this record (removed, or its id altered)")
+                leaves.append(bytes(32))
+            else:
+                leaves.append(
+                    LeafEntry.of(
+                        seq=row.seq,
+                        decision_id=row.decision_id,
+                        record_hash=row.record_hash,
+                        idempotency_key=decision["idempotency_key"],
+                        request_sha256=decision["request_sha256"],
+                    ).leaf_hash()
+                )
             try:
                 body = json.loads(row.record_json)
-                record = ExplanationRecordV1.model_validate(
-                    {**body, "record_hash": row.record_hash}
-                )
+                record = parse_record({**body, "record_hash": row.record_hash})
             except ValueError:
                 problem("record is not a valid explanation record (altered)")
                 continue
@@ -293,17 +504,19 @@ class DecisionStore:
                 row.decision_id,
             ):
                 problem("record columns disagree with the hashed content")
-            outcome, response_json = decisions.get(row.decision_id, (None, "null"))
-            try:
-                stored_response = json.loads(response_json)
-            except ValueError:
-                stored_response = None
-            if stored_response != decision_response(record):
-                problem("stored response differs from the one its record implies (altered)")
-            if outcome != record.outcome.value:
-                problem("decision row outcome differs from its record")
+            if decision is not None:
+                for message in _decision_row_problems(decision, record, exact_times=self.is_sqlite):
+                    problem(message)
+        for decision_id in decisions:
+            problems.append(
+                VerifyProblem(None, decision_id, "decision row without a record (added or altered)")
+            )
         with Session(self.engine) as s:
             head = s.get(ChainHead, 1)
+        if head is None and n:
+            problems.append(
+                VerifyProblem(None, None, "the chain head row is missing (removed or altered)")
+            )
         if head is not None and (head.seq != expected_seq - 1 or head.record_hash != prev):
             problems.append(
                 VerifyProblem(
@@ -312,4 +525,173 @@ class DecisionStore:
                     f"chain head says {head.seq} records ending in {head.record_hash[:19]}…, found {expected_seq - 1} ending in {prev[:19]}… (records removed or altered)",
                 )
             )
+        problems.extend(self._verify_log(leaves, stored_leaves, keys, checkpoints))
         return n, problems
+
+    def _decision_rows(self) -> dict[str, dict[str, str]]:
+        """Every decision row, each column read as text (a damaged value must not stop the check)."""
+        table = DecisionRow.__table__  # type: ignore[attr-defined]
+        columns = [sa.cast(c, sa.Text).label(c.name) for c in table.columns]
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(*columns)).mappings().all()
+        return {r["id"]: dict(r) for r in rows}
+
+    def _stored_nodes(self) -> dict[tuple[int, int], str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(NODES.c.level, NODES.c.idx, NODES.c.hash)).all()
+        return {(r.level, r.idx): r.hash for r in rows}
+
+    def _verify_log(
+        self,
+        leaves: list[bytes],
+        stored: dict[tuple[int, int], str],
+        keys: dict[str, Ed25519PublicKey] | None,
+        checkpoints: Sequence[Checkpoint],
+    ) -> list[VerifyProblem]:
+        """The Merkle log rebuilt from the rows against the stored nodes and signed heads."""
+        problems: list[VerifyProblem] = []
+        tree = merkle.MemoryNodes()
+        for leaf in leaves:
+            tree.append(leaf)
+        n = len(leaves)
+        if not stored and not n:
+            return problems
+        with self.engine.connect() as conn:
+            heads = [
+                Checkpoint.from_row(r, self.origin)
+                for r in conn.execute(sa.select(HEADS).order_by(HEADS.c.size))
+            ]
+        if not heads and n:
+            problems.append(VerifyProblem(None, None, "the log has no signed head"))
+        rebuilt: dict[tuple[int, int], str] = {}
+        for index in range(n):
+            rebuilt[(0, index)] = leaves[index].hex()
+            for level, idx in merkle.perfect_nodes_completed(index):
+                rebuilt[(level, idx)] = tree.get(level, idx).hex()
+        for node in sorted(set(stored) | set(rebuilt)):
+            if stored.get(node) != rebuilt.get(node):
+                level, idx = node
+                what = (
+                    "missing"
+                    if node not in stored
+                    else "extra"
+                    if node not in rebuilt
+                    else "altered"
+                )
+                seq = idx + 1 if level == 0 else None
+                problems.append(
+                    VerifyProblem(
+                        seq,
+                        None,
+                        f"log node (level {level}, index {idx}) {what}"
+                        + (
+                            " (the record, its idempotency key or request hash changed)"
+                            if level == 0 and what == "altered"
+                            else ""
+                        ),
+                    )
+                )
+                if len(problems) > 1000:
+                    break
+        for head in heads:
+            if head.size < 1:
+                problems.append(
+                    VerifyProblem(
+                        None, None, f"signed head of impossible size {head.size} (altered)"
+                    )
+                )
+            elif head.size > n:
+                problems.append(
+                    VerifyProblem(
+                        None,
+                        None,
+                        f"signed head of size {head.size} but the log has {n} records (records removed)",
+                    )
+                )
+            elif _root(tree, head.size) != head.root:
+                problems.append(
+                    VerifyProblem(
+                        None,
+                        None,
+                        f"signed head of size {head.size}: root differs from the rows (log rewritten)",
+                    )
+                )
+            if keys is not None and (why := head.problem(keys)):
+                problems.append(VerifyProblem(None, None, f"signed head: {why}"))
+        if heads and heads[-1].size != n:
+            problems.append(
+                VerifyProblem(
+                    None,
+                    None,
+                    f"the newest signed head covers {heads[-1].size} records, the log has {n}",
+                )
+            )
+        for cp in checkpoints:
+            if keys is not None and (why := cp.problem(keys)):
+                problems.append(VerifyProblem(None, None, f"saved checkpoint: {why}"))
+            if cp.size > n:
+                problems.append(
+                    VerifyProblem(
+                        None,
+                        None,
+                        f"saved checkpoint of size {cp.size}, the log now has {n} records (newest records removed)",
+                    )
+                )
+            elif _root(tree, cp.size) != cp.root:
+                problems.append(
+                    VerifyProblem(
+                        None,
+                        None,
+                        f"saved checkpoint of size {cp.size}: the log's first {cp.size} records no longer give its root (history rewritten)",
+                    )
+                )
+        return problems
+
+
+def _root(tree: merkle.MemoryNodes, size: int) -> str:
+    """The root of the first ``size`` leaves; a size no tree has gives no root."""
+    if size < 0 or size > tree.size:
+        return "(no such tree size)"
+    return merkle.root_from(size, tree.get).hex()
+
+
+def _same_instant(text: str | None, when: dt.datetime, *, exact: bool) -> bool:
+    """Whether a stored created_at is ``when``; on SQLite, also written exactly as SQLAlchemy
+    writes it (a text column: any other spelling of the same instant is an edit)."""
+    utc = when.astimezone(dt.UTC)
+    if exact:
+        return text == utc.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    try:
+        stored = dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return False
+    return (stored if stored.tzinfo else stored.replace(tzinfo=dt.UTC)) == utc
+
+
+def _decision_row_problems(
+    row: dict[str, str], record: AnyRecord, *, exact_times: bool
+) -> list[str]:
+    """Each column of a decision row that disagrees with its (hashed) record."""
+    problems = []
+    expected = {
+        "application_id": record.application_id,
+        "service": record.service,
+        "ruleset_version": record.ruleset_version,
+        "outcome": record.outcome.value,
+    }
+    for column, want in expected.items():
+        if row.get(column) != want:
+            problems.append(f"decision row {column} differs from its record (altered)")
+    if not _same_instant(row.get("created_at"), record.decided_at, exact=exact_times):
+        problems.append("decision row created_at differs from its record (altered)")
+    text = row.get("response_json") or ""
+    try:
+        stored = json.loads(text)
+        # The same response, written as the store writes it (any key order: JSON objects
+        # have none, and records written before version 3 kept the outputs' table order).
+        same = stored == response_of(record) and json.dumps(stored, ensure_ascii=False) == text
+    except ValueError:
+        same = False
+    if not same:
+        problems.append("stored response differs from the one its record implies (altered)")
+    return problems

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +33,11 @@ from engine.registries import RegistryCatalogue, load_catalogue
 from explanations import DecisionStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(Path(__file__).parent) not in sys.path:  # for ``support``, shared by every folder
+    sys.path.insert(0, str(Path(__file__).parent))
+
+from support import signing_key_path  # noqa: E402
+
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TEST_PSEUDONYM_KEY = "tests-pseudonym-key"
 
@@ -144,7 +150,9 @@ def make_service(
     def make(database_url: str | None) -> DecisionService:
         store = None
         if database_url is not None:
-            store = DecisionStore(database_url)
+            from api.secrets import load_signing_key
+
+            store = DecisionStore(database_url, signing_key=load_signing_key(signing_key_path()))
             store.create_schema()
         service = DecisionService(
             catalog=ruleset_catalog,

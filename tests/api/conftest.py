@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
@@ -13,8 +12,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from support import TEST_SECRET_KEY, bearer, make_key, server_env, signing_key_path
 
 from api.app import create_app
+from api.auth import KeyStore
 from api.settings import Settings
 from explanations import DecisionStore
 
@@ -25,7 +26,13 @@ def api_settings(
 ) -> Settings:
     """Settings for a service on the demo data, storing into a fresh SQLite file."""
     db = tmp_path_factory.mktemp("api-db") / "m.db"
-    return Settings(data_dir=demo_dir, rulesets_dir=rulesets_dir, database_url=f"sqlite:///{db}")
+    return Settings(
+        data_dir=demo_dir,
+        rulesets_dir=rulesets_dir,
+        database_url=f"sqlite:///{db}",
+        pseudonym_key=TEST_SECRET_KEY,
+        signing_key_file=signing_key_path(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +45,19 @@ def api_app(api_settings: Settings) -> Iterator[FastAPI]:
 
 
 @pytest.fixture(scope="module")
-def client(api_app: FastAPI) -> Iterator[TestClient]:
-    """A test client for ``api_app``."""
-    with TestClient(api_app) as c:
+def role_keys(api_app: FastAPI) -> dict[str, str]:
+    """One API key per role in ``api_app``'s database."""
+    keys = KeyStore(api_app.state.ctx.store.engine)
+    return {
+        role: keys.create(role, label=f"tests {role}")[1]
+        for role in ("platform", "reviewer", "policy", "auditor")
+    }
+
+
+@pytest.fixture(scope="module")
+def client(api_app: FastAPI, role_keys: dict[str, str]) -> Iterator[TestClient]:
+    """A test client for ``api_app`` that authenticates as the platform."""
+    with TestClient(api_app, headers=bearer(role_keys["platform"])) as c:
         yield c
 
 
@@ -92,17 +109,15 @@ def serve(tmp_path: Path, repo_root: Path, miaopi_bin: Path) -> Iterator[Callabl
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         log = tmp_path / f"server-{port}.log"
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("MIAOPI_") and k != "DATABASE_URL"
-        }
+        db_url = f"sqlite:///{tmp_path}/server-{port}.db"
+        env = server_env(db_url)
+        start.headers = bearer(make_key(db_url, "platform"))  # type: ignore[attr-defined]
+        start.database_url = db_url  # type: ignore[attr-defined]
         with log.open("wb") as out:
             server = subprocess.Popen(
                 [
                     str(miaopi_bin), "serve", "--port", str(port), "--rulesets", str(rulesets),
-                    "--data-dir", str(data_dir),
-                    "--database-url", f"sqlite:///{tmp_path}/server-{port}.db", *extra,
+                    "--data-dir", str(data_dir), "--database-url", db_url, *extra,
                 ],
                 cwd=repo_root,
                 env=env,

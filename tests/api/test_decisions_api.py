@@ -12,8 +12,10 @@ import pytest
 import structlog
 from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
+from support import bearer
 
 from api.app import create_app
+from api.auth import KeyStore
 from api.logging import mask_personal_data
 from api.settings import Settings
 from explanations import DecisionStore
@@ -132,20 +134,20 @@ def test_every_explanation_names_the_outcome_in_chinese_and_the_exact_ruleset(
     } == set(hashes)
 
 
-def test_the_plain_text_explanation_is_served_in_both_languages(
+def test_the_plain_text_explanation_is_served_in_one_language_at_a_time(
     client: TestClient, demo_samples: dict
 ) -> None:
-    """explanation.txt holds the zh-CN text and then the English text."""
+    """explanation.txt is zh-CN by default and English with ?lang=en, never both glued together."""
     decided = _post(
         client, _fresh(demo_samples["approved-master-2016.json"].body), key=_key()
     ).json()
-    r = client.get(
-        f"/v1/decisions/{decided['decision_id']}/explanation.txt",
-        headers={"X-Access-Token": decided["access_token"]},
-    )
-    assert 200 == r.status_code
-    assert "予以批准" in r.text
-    assert "approved" in r.text.lower()
+    path = f"/v1/decisions/{decided['decision_id']}/explanation.txt"
+    token = {"X-Access-Token": decided["access_token"]}
+    zh = client.get(path, headers=token)
+    en = client.get(path, headers=token, params={"lang": "en"})
+    assert 200 == zh.status_code == en.status_code
+    assert "予以批准" in zh.text and "approved" not in zh.text.lower()
+    assert "approved" in en.text.lower() and "予以批准" not in en.text
 
 
 @pytest.mark.parametrize(
@@ -540,7 +542,8 @@ def test_the_rendered_log_lines_mask_personal_data(
     try:
         body = _fresh(demo_samples["approved-doctor-2016.json"].body)
         id_number, name = body["applicant"]["id_number"], body["applicant"]["name"]
-        with TestClient(app) as c:
+        platform = KeyStore(app.state.ctx.store.engine).create("platform")[1]
+        with TestClient(app, headers=bearer(platform)) as c:
             r = _post(c, body, key=_key())
         structlog.get_logger("test").info("careless", note=f"申请人身份证号{id_number}", name=name)
         err = capsys.readouterr().err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
@@ -13,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support import bearer, make_key, server_env
 
 from api.service import DecisionRequest, DecisionService
 
@@ -45,9 +45,8 @@ def test_eight_clients_posting_sixteen_thousand_decisions_get_the_in_process_out
     base = f"http://127.0.0.1:{port}"
     db_url = f"sqlite:///{tmp_path}/s.db"
     log = tmp_path / "server.log"
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("MIAOPI_") and k != "DATABASE_URL"
-    }
+    env = server_env(db_url)
+    headers = bearer(make_key(db_url, "platform"))
     with log.open("wb") as log_file:
         server = subprocess.Popen(
             [
@@ -76,7 +75,7 @@ def test_eight_clients_posting_sixteen_thousand_decisions_get_the_in_process_out
             local: Counter[int] = Counter()
             wrong: list[tuple[str, str, str]] = []
             try:
-                with httpx.Client(base_url=base, timeout=60) as http:
+                with httpx.Client(base_url=base, timeout=60, headers=headers) as http:
                     for i, body in enumerate(bodies):
                         app_id = f"HTTP-{t}-{i:04d}"
                         r = http.post(

@@ -38,7 +38,7 @@ def test_each_new_service_decides_approved_rejected_and_referred_samples_over_ht
     base = serve(rulesets=rulesets_dir, data_dir=demo_dir)
     outcomes: dict[str, set[str]] = {s: set() for s in NEW_SERVICES}
     expected, actual = {}, {}
-    with httpx.Client(base_url=base, timeout=30) as http:
+    with httpx.Client(base_url=base, timeout=30, headers=serve.headers) as http:
         for name, sample in demo_samples.items():
             service = sample.body["service"]
             if service not in NEW_SERVICES:
@@ -66,7 +66,7 @@ def test_a_maternity_record_shows_values_parameters_with_periods_and_an_amount_t
 ) -> None:
     """Twins with a difficult birth: 143 days at last year's wage ÷ 30, exact to the fen."""
     base = serve(rulesets=rulesets_dir, data_dir=demo_dir)
-    with httpx.Client(base_url=base, timeout=30) as http:
+    with httpx.Client(base_url=base, timeout=30, headers=serve.headers) as http:
         decided = post(http, demo_samples["approved-maternity-twins-dystocia.json"].body).json()
         exp = explanation(http, decided)
     record = exp["record"]
@@ -92,7 +92,7 @@ def test_a_maternity_record_shows_values_parameters_with_periods_and_an_amount_t
         params["reward_leave_days"]["effective_to"],
         params["reward_leave_days"]["legal_basis"],
     )
-    assert "miaopi.explanation-record/2" == record["schema_version"]
+    assert "miaopi.explanation-record/3" == record["schema_version"]
     assert f"{amount:,.2f}元" in exp["text_zh"]
     assert "float" not in str(type(decided["outputs"]["amount_yuan"]))
 
@@ -102,7 +102,7 @@ def test_the_points_record_names_the_rules_that_scored_and_the_score_in_force(
 ) -> None:
     """The COLLECT SUM table's matched rules, the total and the 2018 score are in the record."""
     base = serve(rulesets=rulesets_dir, data_dir=demo_dir)
-    with httpx.Client(base_url=base, timeout=30) as http:
+    with httpx.Client(base_url=base, timeout=30, headers=serve.headers) as http:
         below = post(http, demo_samples["rejected-points-below-score.json"].body).json()
         record = explanation(http, below)["record"]
     points = next(v for v in record["values"] if v["name"] == "points")
@@ -272,7 +272,7 @@ def test_a_new_registry_and_service_written_only_as_yaml_and_csv_decide_through_
     (data / "death_registry.csv").unlink()  # the old-age allowance loses its registry
 
     base = serve(rulesets=rules, data_dir=data)
-    with httpx.Client(base_url=base, timeout=30) as http:
+    with httpx.Client(base_url=base, timeout=30, headers=serve.headers) as http:
         health = http.get("/healthz").json()
 
         def decide(id_number: str) -> dict[str, Any]:
@@ -355,7 +355,7 @@ def test_a_malformed_data_file_is_one_line_naming_file_row_and_column(
     (rules / "veteran-resettlement-grant").mkdir()
     (rules / "veteran-resettlement-grant" / "2026.yaml").write_text(SERVICE, encoding="utf-8")
     base = serve(rulesets=rules, data_dir=data)
-    with httpx.Client(base_url=base, timeout=30) as http:
+    with httpx.Client(base_url=base, timeout=30, headers=serve.headers) as http:
         problem = next(
             r for r in http.get("/healthz").json()["registries"] if r["id"] == "veterans"
         )

@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from support import TEST_SECRET_KEY, bearer, signing_key_path
 
 from api.app import create_app
+from api.auth import KeyStore
 from api.service import DecisionRequest, DecisionService, request_sha256
 from api.settings import Settings
 from engine import RulesetCatalog
@@ -324,8 +326,15 @@ def test_eight_threads_posting_at_once_leave_one_unbroken_chain(
 ) -> None:
     """8 threads × 25 applications through one app on PostgreSQL: 200 records, seq 1…200, chain intact."""
     app = create_app(
-        Settings(data_dir=demo_dir, rulesets_dir=rulesets_dir, database_url=postgres_url)
+        Settings(
+            data_dir=demo_dir,
+            rulesets_dir=rulesets_dir,
+            database_url=postgres_url,
+            pseudonym_key=TEST_SECRET_KEY,
+            signing_key_file=signing_key_path(),
+        )
     )
+    platform = bearer(KeyStore(app.state.ctx.store.engine).create("platform")[1])
     statuses: list[int] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
@@ -343,7 +352,7 @@ def test_eight_threads_posting_at_once_leave_one_unbroken_chain(
             errors.append(exc)
 
     try:
-        with TestClient(app) as client:
+        with TestClient(app, headers=platform) as client:
             threads = [threading.Thread(target=worker, args=(t, client)) for t in range(8)]
             for th in threads:
                 th.start()
