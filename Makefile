@@ -22,9 +22,11 @@ demo: setup
 run: setup
 	$(BIN)/miaopi serve --demo --data-dir $(DATA) --host 127.0.0.1 --port 8000
 
-## Set up and run the whole test suite, including the 16,000-request HTTP test (~4 min).
-## PostgreSQL tests need 127.0.0.1:5432 (trust auth, database `test`).
+## Set up and run the whole test suite, including the 16,000-request HTTP test and the
+## headless-Chromium page tests (~5 min). PostgreSQL tests need 127.0.0.1:5432 (trust auth,
+## database `test`); Debian's chromium and chromium-driver are installed when missing.
 test: setup
+	scripts/ensure-browser.sh
 	MIAOPI_RUN_SLOW=1 $(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 ## The suite without the slow real-HTTP load test (~40 s).

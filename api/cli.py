@@ -484,6 +484,7 @@ def audit_replay(
     from api.settings import Settings
     from engine import RulesetCatalog
     from explanations import DecisionStore, ExplanationRecordV1, replay
+    from explanations.record import parse_record
 
     settings = Settings.from_env(rulesets_dir=rulesets, database_url=database_url)
     catalog = RulesetCatalog.scan(settings.rulesets_dir)
@@ -497,12 +498,12 @@ def audit_replay(
                 raise typer.Exit(2)
             records: Iterable[ExplanationRecordV1] = [record]
         else:
-            records = (
-                ExplanationRecordV1.model_validate(
-                    {**json.loads(r.record_json), "record_hash": r.record_hash}
-                )
+            # a person's decision has no rules to replay: it is verified, not re-decided
+            parsed = (
+                parse_record({**json.loads(r.record_json), "record_hash": r.record_hash})
                 for r in store.iter_records()
             )
+            records = (p for p in parsed if isinstance(p, ExplanationRecordV1))
         for record in records:
             checked += 1
             if checked % 1000 == 0:

@@ -42,6 +42,7 @@ from engine.expr import Name
 from engine.privacy import id_number_problem
 from engine.registries import RegistryCatalogue
 from explanations import (
+    DataUse,
     DecisionStore,
     EngineInfo,
     EvidenceItem,
@@ -156,6 +157,25 @@ def _json_scalar(v: object) -> str | int | float | bool | None:
     return str(v)
 
 
+def _value_facts(rs: Ruleset, name: str) -> list[str]:
+    """The facts a named value reads, through the values it reads."""
+    by_name = {v.name: v for v in rs.values}
+    seen: set[str] = set()
+    facts: list[str] = []
+    pending = [name]
+    while pending:
+        current = by_name.get(pending.pop())
+        if current is None or current.name in seen:
+            continue
+        seen.add(current.name)
+        for read in current.inputs:
+            if read in by_name:
+                pending.append(read)
+            else:
+                facts.append(read)
+    return facts
+
+
 class _Completed:
     """An in-memory registry's answer, read like a pooled call's future (``result()``).
 
@@ -228,6 +248,7 @@ class DecisionService:
         """Service guides (contact, review body, payment) by service code."""
         self._personal_fields: dict[tuple[str, str], str | None] = {}
         self._output_columns: dict[str, list[OutputColumn]] = {}
+        self._purpose_cache: dict[str, dict[str, tuple[list[str], list[str], list[str]]]] = {}
 
     # --- steps ---------------------------------------------------------------------------
 
@@ -313,6 +334,55 @@ class DecisionService:
                 for c in (rs.outputs.columns if rs.outputs is not None else ())
             ]
         return columns
+
+    def _purposes(self, rs: Ruleset) -> dict[str, tuple[list[str], list[str], list[str]]]:
+        """Per evidence id: the criteria and values that read it, and their legal basis."""
+        found = self._purpose_cache.get(rs.engine_name)
+        if found is None:
+            found = {}
+            for plan in rs.evidence:
+                prefix = plan.id + "."
+                criteria = [c for c in rs.criteria if any(f.startswith(prefix) for f in c.facts)]
+                docs = {c.id: c for c in rs.doc.criteria}
+                values = [
+                    v
+                    for v in rs.values
+                    if any(f.startswith(prefix) for f in _value_facts(rs, v.name))
+                ]
+                basis: list[str] = []
+                for c in criteria:
+                    basis += docs[c.id].legal_basis
+                for v in values:
+                    basis += v.legal_basis
+                found[plan.id] = (
+                    [c.id for c in criteria],
+                    [v.name for v in values],
+                    list(dict.fromkeys(basis)),
+                )
+            self._purpose_cache[rs.engine_name] = found
+        return found
+
+    def _data_use(self, rs: Ruleset, items: list[EvidenceItem]) -> list[DataUse]:
+        purposes = self._purposes(rs)
+        uses = []
+        for item in items:
+            if item.status == "skipped":
+                continue  # never asked: its key was not available
+            criteria, values, basis = purposes.get(item.id, ([], [], []))
+            uses.append(
+                DataUse(
+                    evidence=item.id,
+                    source=item.source,
+                    mode=item.mode,
+                    status=item.status,
+                    retrieved_at=item.retrieved_at,
+                    service=rs.service,
+                    criteria=criteria,
+                    values=values,
+                    legal_basis=basis,
+                )
+            )
+        return uses
 
     def _pseudonym(self, value: str, kind: str, memo: dict[tuple[str, str], str]) -> str:
         """``pseudonymize`` once per value and kind within one decision."""
@@ -582,6 +652,7 @@ class DecisionService:
             ),
             form={k: _json_scalar(v) for k, v in p.form.items()},
             evidence=decided.evidence,
+            data_use=self._data_use(rs, decided.evidence),
             legal_basis=[
                 LegalBasisRef(
                     id=b.id,

@@ -2,6 +2,7 @@
 
 from explanations.record import (
     RECORD_SCHEMA,
+    DataUse,
     DecisionResponse,
     EngineInfo,
     EvidenceItem,
@@ -23,6 +24,7 @@ from explanations.store import DecisionStore, IdempotencyConflict, StoredDecisio
 
 __all__ = [
     "RECORD_SCHEMA",
+    "DataUse",
     "DecisionResponse",
     "DecisionStore",
     "EngineInfo",

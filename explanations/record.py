@@ -19,6 +19,7 @@ __all__ = [
     "HUMAN_DECISION_SCHEMA",
     "RECORD_SCHEMA",
     "AnyRecord",
+    "DataUse",
     "DecisionResponse",
     "EngineInfo",
     "EvidenceItem",
@@ -114,6 +115,27 @@ class EvidenceItem(BaseModel):
     source_name_en: str | None = None
     holder_zh: str | None = None
     holder_en: str | None = None
+
+
+class DataUse(BaseModel):
+    """One registry query made for this decision and why (数据使用记录): as Estonia's X-Road
+    Data Tracker and the Dutch Verwerkingenlogging keep them, for the person to read."""
+
+    model_config = ConfigDict(frozen=True)
+
+    evidence: str
+    source: str
+    mode: Literal["fetch", "verify"]
+    status: str
+    retrieved_at: dt.datetime | None = None
+    service: str
+    """The purpose: this service's decision…"""
+    criteria: list[str]
+    """…on these criteria (ids), which read the facts obtained…"""
+    values: list[str] = []
+    """…and these computed values (amounts and the like)…"""
+    legal_basis: list[str]
+    """…as these legal documents (ids in ``legal_basis``) provide."""
 
 
 class LegalBasisRef(BaseModel):
@@ -359,6 +381,8 @@ class ExplanationRecordV1(BaseModel):
     applicant: MaskedApplicant
     form: dict[str, JsonScalar]
     evidence: list[EvidenceItem]
+    data_use: list[DataUse] = []
+    """Every registry query made for the decision with its purpose (version 3)."""
     legal_basis: list[LegalBasisRef]
     """The documents the criteria cite (by ``id``), as the ruleset version names them."""
     criteria: list[CriterionResult]

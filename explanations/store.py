@@ -458,6 +458,7 @@ class DecisionStore:
         decisions = self._decision_rows()
         problems: list[VerifyProblem] = []
         leaves: list[bytes] = []
+        leaf_ids: list[str] = []
         stored_leaves = self._stored_nodes()
         prev = GENESIS
         expected_seq = 1
@@ -478,6 +479,7 @@ class DecisionStore:
             if row.prev_hash != prev:
                 problem("prev_hash does not link to the previous record")
             prev = row.record_hash
+            leaf_ids.append(row.decision_id)
             decision = decisions.pop(row.decision_id, None)
             if decision is None:
                 problem("no decision row for this record (removed, or its id altered)")
@@ -525,7 +527,7 @@ class DecisionStore:
                     f"chain head says {head.seq} records ending in {head.record_hash[:19]}…, found {expected_seq - 1} ending in {prev[:19]}… (records removed or altered)",
                 )
             )
-        problems.extend(self._verify_log(leaves, stored_leaves, keys, checkpoints))
+        problems.extend(self._verify_log(leaves, stored_leaves, keys, checkpoints, leaf_ids))
         return n, problems
 
     def _decision_rows(self) -> dict[str, dict[str, str]]:
@@ -547,6 +549,7 @@ class DecisionStore:
         stored: dict[tuple[int, int], str],
         keys: dict[str, Ed25519PublicKey] | None,
         checkpoints: Sequence[Checkpoint],
+        leaf_ids: Sequence[str] = (),
     ) -> list[VerifyProblem]:
         """The Merkle log rebuilt from the rows against the stored nodes and signed heads."""
         problems: list[VerifyProblem] = []
@@ -582,7 +585,7 @@ class DecisionStore:
                 problems.append(
                     VerifyProblem(
                         seq,
-                        None,
+                        leaf_ids[idx] if level == 0 and idx < len(leaf_ids) else None,
                         f"log node (level {level}, index {idx}) {what}"
                         + (
                             " (the record, its idempotency key or request hash changed)"

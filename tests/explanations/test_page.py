@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -448,6 +449,8 @@ def test_pages_fit_a_390_pixel_phone_without_sideways_scrolling(
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
     if not chromium or not driver_path:
+        if os.environ.get("MIAOPI_REQUIRE_BROWSER") == "1":
+            pytest.fail("MIAOPI_REQUIRE_BROWSER=1 but chromium or chromedriver is missing")
         pytest.skip("needs chromium and chromedriver")
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
