@@ -585,7 +585,7 @@ class DecisionStore:
                 problems.append(
                     VerifyProblem(
                         seq,
-                        leaf_ids[idx] if level == 0 and idx < len(leaf_ids) else None,
+                        leaf_ids[idx] if level == 0 and 0 <= idx < len(leaf_ids) else None,
                         f"log node (level {level}, index {idx}) {what}"
                         + (
                             " (the record, its idempotency key or request hash changed)"
