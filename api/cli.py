@@ -404,7 +404,7 @@ def _public_keys(paths: list[Path] | None, settings: Any) -> dict[str, Any]:
 
     if not paths:
         if settings.signing_key_file is not None:
-            paths = [settings.signing_key_file]
+            paths = [settings.signing_key_file, *settings.trusted_public_keys]
         elif (settings.secrets_dir / "signing-key.pem").exists():
             paths = [settings.secrets_dir / "signing-key.pem"]
         else:

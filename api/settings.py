@@ -30,6 +30,8 @@ class Settings(BaseModel):
     """Keys rotated out: citizen tokens issued under them still open their decisions."""
     signing_key_file: Path | None = None
     """The Ed25519 key that signs the log's checkpoints (PEM)."""
+    trusted_public_keys: tuple[Path, ...] = ()
+    """Public keys (PEM) of signing keys rotated out: their checkpoints still verify."""
     checkpoint_file: Path | None = None
     """Where signed checkpoints are appended (JSON lines), outside the database."""
     demo: bool = False
@@ -89,6 +91,10 @@ class Settings(BaseModel):
         for field, var in mapping.items():
             if env.get(var):
                 values[field] = env[var]
+        if env.get("MIAOPI_TRUSTED_PUBLIC_KEYS"):
+            values["trusted_public_keys"] = tuple(
+                Path(p.strip()) for p in env["MIAOPI_TRUSTED_PUBLIC_KEYS"].split(",") if p.strip()
+            )
         if env.get("MIAOPI_PREVIOUS_PSEUDONYM_KEYS"):
             values["previous_pseudonym_keys"] = tuple(
                 k.strip() for k in env["MIAOPI_PREVIOUS_PSEUDONYM_KEYS"].split(",") if k.strip()

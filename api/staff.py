@@ -148,10 +148,11 @@ def install_staff_routes(app: FastAPI, ctx: AppContext) -> None:
     @app.get("/v1/audit/verify", tags=["audit"], responses=AUTH_RESPONSES)
     def audit_verify(who: Auditor) -> JSONResponse:
         """Verify every record, row, log node and signed head (role ``auditor``)."""
-        from explanations.log import public_key_id
+        from explanations.log import load_public_keys, public_key_id
 
         key = ctx.signing_key.public_key()
-        count, problems = ctx.store.verify(keys={public_key_id(key): key})
+        keys = {public_key_id(key): key, **load_public_keys(ctx.settings.trusted_public_keys)}
+        count, problems = ctx.store.verify(keys=keys)
         ctx.auth.keys.log_action(who, "audit_verify", None, records=count, problems=len(problems))
         return JSONResponse(
             {

@@ -369,3 +369,60 @@ def test_rotating_the_pseudonym_key_keeps_issued_tokens_working(
     finally:
         after.state.service.close()
         after.state.service.store.dispose()
+
+
+def test_rotating_the_signing_key_keeps_earlier_checkpoints_verifiable(
+    tmp_path: Path, demo_dir: Path, rulesets_dir: Path, demo_samples: dict
+) -> None:
+    """After a new signing key, earlier heads verify once the old public key is trusted, and
+    are reported as signed by an unknown key when it is not."""
+    from api.secrets import generate_signing_key
+    from explanations.log import public_key_pem
+
+    db = f"sqlite:///{tmp_path}/sign.db"
+    old, new = tmp_path / "old.pem", tmp_path / "new.pem"
+    generate_signing_key(old)
+    generate_signing_key(new)
+    old_public = tmp_path / "old.pub.pem"
+    from api.secrets import load_signing_key
+
+    old_public.write_text(public_key_pem(load_signing_key(old)))
+
+    def verify_with(signing: Path, trusted: tuple[Path, ...], decide: bool) -> dict[str, Any]:
+        app = create_app(
+            Settings(
+                data_dir=demo_dir,
+                rulesets_dir=rulesets_dir,
+                database_url=db,
+                pseudonym_key=TEST_SECRET_KEY,
+                signing_key_file=signing,
+                trusted_public_keys=trusted,
+            )
+        )
+        keys = KeyStore(app.state.ctx.store.engine)
+        try:
+            with TestClient(app) as c:
+                if decide:
+                    body = {**demo_samples["approved-master-2016.json"].body}
+                    body["application_id"] = f"SIG-{uuid.uuid4().hex[:8]}"
+                    r = c.post(
+                        "/v1/decisions",
+                        json=body,
+                        headers={
+                            "Idempotency-Key": uuid.uuid4().hex,
+                            **bearer(keys.create("platform")[1]),
+                        },
+                    )
+                    assert 201 == r.status_code, r.text
+                auditor = bearer(keys.create("auditor")[1])
+                return dict(c.get("/v1/audit/verify", headers=auditor).json())
+        finally:
+            app.state.service.close()
+            app.state.service.store.dispose()
+
+    assert verify_with(old, (), decide=True)["intact"]
+    untrusted = verify_with(new, (), decide=True)
+    assert not untrusted["intact"]
+    assert all("unknown key" in p["message"] for p in untrusted["problems"])
+    trusted = verify_with(new, (old_public,), decide=False)
+    assert (True, 2) == (trusted["intact"], trusted["records"])
