@@ -350,22 +350,7 @@ def create_app(
         return delivered
 
     def _denied(decision_id: str, token: str | None, header: str | None) -> JSONResponse | None:
-        presented = token or header
-        if not presented:
-            return error(
-                401,
-                "ACCESS_TOKEN_REQUIRED",
-                "查看决定需要访问令牌（决定答复中的 access_token）",
-                "reading a decision needs its access token (?token= or X-Access-Token)",
-            )
-        if not ctx.token_opens(decision_id, presented):
-            return error(
-                403,
-                "ACCESS_TOKEN_INVALID",
-                "访问令牌无效",
-                "the access token does not open this decision",
-            )
-        return None
+        return ctx.token_refusal(decision_id, token or header)
 
     def _readable_record(
         decision_id: str, token: str | None, header: str | None

@@ -83,23 +83,6 @@ def install_citizen_routes(app: FastAPI, ctx: AppContext) -> None:
             return None
         return ctx.store.get_record(decision_id)
 
-    def refused(decision_id: str, token: str | None) -> JSONResponse | None:
-        if not token:
-            return error(
-                401,
-                "ACCESS_TOKEN_REQUIRED",
-                "需要访问令牌（决定答复中的 access_token）",
-                "this needs the decision's access token (?token= or X-Access-Token)",
-            )
-        if not ctx.token_opens(decision_id, token):
-            return error(
-                403,
-                "ACCESS_TOKEN_INVALID",
-                "访问令牌无效",
-                "the access token does not open this decision",
-            )
-        return None
-
     def page(record: ExplanationRecordV1, token: str, lang: str, notice: str | None = None) -> str:
         from explanations.page import render_page
 
@@ -209,7 +192,7 @@ def install_citizen_routes(app: FastAPI, ctx: AppContext) -> None:
         Opens a review case; the answer says when it is due. Needs the decision's token.
         """
         presented = token or x_access_token
-        if (no := refused(decision_id, presented)) is not None:
+        if (no := ctx.token_refusal(decision_id, presented)) is not None:
             return no
         record = ctx.store.get_record(decision_id)
         if record is None:
@@ -229,7 +212,7 @@ def install_citizen_routes(app: FastAPI, ctx: AppContext) -> None:
     ) -> JSONResponse:
         """The review cases of a decision and their status. Needs the decision's token."""
         presented = token or x_access_token
-        if (no := refused(decision_id, presented)) is not None:
+        if (no := ctx.token_refusal(decision_id, presented)) is not None:
             return no
         cases = ctx.reviews.cases_of(decision_id)
         return JSONResponse([case_out(c, ctx).model_dump(mode="json") for c in cases])
@@ -244,7 +227,7 @@ def install_citizen_routes(app: FastAPI, ctx: AppContext) -> None:
     ) -> JSONResponse:
         """The decision's inclusion receipt in the signed log. Needs the decision's token."""
         presented = token or x_access_token
-        if (no := refused(decision_id, presented)) is not None:
+        if (no := ctx.token_refusal(decision_id, presented)) is not None:
             return no
         receipt = ctx.store.receipt(decision_id)
         if receipt is None:

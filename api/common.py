@@ -78,6 +78,24 @@ class AppContext:
     def token_opens(self, decision_id: str, token: str | None) -> bool:
         return bool(token) and token_matches(decision_id, token or "", keys=self.token_keys)
 
+    def token_refusal(self, decision_id: str, token: str | None) -> JSONResponse | None:
+        """401 without a token, 403 with one that does not open ``decision_id``, else None."""
+        if not token:
+            return error(
+                401,
+                "ACCESS_TOKEN_REQUIRED",
+                "需要访问令牌（决定答复中的 access_token）",
+                "this needs the decision's access token (?token= or X-Access-Token)",
+            )
+        if not self.token_opens(decision_id, token):
+            return error(
+                403,
+                "ACCESS_TOKEN_INVALID",
+                "访问令牌无效",
+                "the access token does not open this decision",
+            )
+        return None
+
 
 def get_service(request: Request) -> DecisionService:
     """The decision service the application was built with."""

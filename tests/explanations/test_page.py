@@ -6,23 +6,20 @@ import datetime as dt
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from adapters.base import Adapter
-from api.service import DecisionRequest, DecisionService
-from engine import Outcome, RulesetCatalog
-from engine.registries import RegistryCatalogue
-from explanations.guide import ServiceGuide, load_guides
+from engine import Outcome
+from explanations.guide import ServiceGuide
 from explanations.page import ReviewView, render_page
 from explanations.record import ExplanationRecordV1
 from explanations.render import format_time
 
-DECIDED_AT = dt.datetime(2026, 3, 6, 2, 0, tzinfo=dt.UTC)
+DECIDED_AT = dt.datetime(2026, 3, 6, 2, 0, tzinfo=dt.UTC)  # as conftest.decide's clock
 """A Friday, 10:00 in Beijing: every record below is decided on 2026-03-06."""
 TOKEN = "tok-3f9c"
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
@@ -88,42 +85,6 @@ def parse(html: str) -> Parsed:
     page.feed(html)
     page.close()
     return page
-
-
-@pytest.fixture(scope="module")
-def decide(
-    ruleset_catalog: RulesetCatalog,
-    demo_registries: dict[str, Adapter],
-    registry_catalogue: RegistryCatalogue,
-    demo_samples: dict,
-) -> Iterator[Callable[[str], ExplanationRecordV1]]:
-    """Decide a shipped sample by file name (without storing) on a pinned clock."""
-    service = DecisionService(
-        catalog=ruleset_catalog,
-        adapters=demo_registries,
-        registries=registry_catalogue,
-        store=None,
-        pseudonym_key="tests-page",
-        clock=lambda: DECIDED_AT,
-    )
-    made: dict[str, ExplanationRecordV1] = {}
-
-    def run(name: str) -> ExplanationRecordV1:
-        if name not in made:
-            request = DecisionRequest.model_validate(demo_samples[name].body)
-            made[name] = service.decide_unstored(request)[1]
-        return made[name]
-
-    yield run
-    service.close()
-
-
-@pytest.fixture(scope="module")
-def guides(rulesets_dir: Path) -> dict[str, ServiceGuide]:
-    """The shipped service guides."""
-    loaded, problems = load_guides(rulesets_dir)
-    assert [] == problems
-    return loaded
 
 
 @pytest.fixture

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.base import Adapter
-from api.service import DecisionRequest, DecisionService
-from engine import Outcome, RulesetCatalog
-from engine.registries import RegistryCatalogue
-from explanations.guide import ServiceGuide, load_guides
+from engine import Outcome
+from explanations.guide import ServiceGuide
 from explanations.record import ExplanationRecordV1, remedy_notice
 from explanations.remedy import (
     LITIGATION_BASIS,
@@ -28,7 +24,7 @@ from explanations.remedy import (
 )
 from explanations.render import render_text
 
-DECIDED_AT = dt.datetime(2026, 3, 6, 2, 0, tzinfo=dt.UTC)
+DECIDED_AT = dt.datetime(2026, 3, 6, 2, 0, tzinfo=dt.UTC)  # as conftest.decide's clock
 """A Friday, 10:00 in Beijing: every record below is decided on 2026-03-06."""
 DECIDED_ON = dt.date(2026, 3, 6)
 
@@ -57,42 +53,6 @@ class Case:
     outcome: str | None = None
     reason: str | None = None
     human_decision_id: str | None = None
-
-
-@pytest.fixture(scope="module")
-def decide(
-    ruleset_catalog: RulesetCatalog,
-    demo_registries: dict[str, Adapter],
-    registry_catalogue: RegistryCatalogue,
-    demo_samples: dict,
-) -> Iterator[Callable[[str], ExplanationRecordV1]]:
-    """Decide a shipped sample by file name (without storing) on a pinned clock."""
-    service = DecisionService(
-        catalog=ruleset_catalog,
-        adapters=demo_registries,
-        registries=registry_catalogue,
-        store=None,
-        pseudonym_key="tests-render",
-        clock=lambda: DECIDED_AT,
-    )
-    made: dict[str, ExplanationRecordV1] = {}
-
-    def run(name: str) -> ExplanationRecordV1:
-        if name not in made:
-            request = DecisionRequest.model_validate(demo_samples[name].body)
-            made[name] = service.decide_unstored(request)[1]
-        return made[name]
-
-    yield run
-    service.close()
-
-
-@pytest.fixture(scope="module")
-def guides(rulesets_dir: Path) -> dict[str, ServiceGuide]:
-    """The shipped service guides."""
-    loaded, problems = load_guides(rulesets_dir)
-    assert [] == problems
-    return loaded
 
 
 def _text(
