@@ -31,6 +31,8 @@ __all__ = [
     "CATALOGUE_FILE",
     "Claim",
     "FieldSpec",
+    "HttpOptions",
+    "Quota",
     "RegistryCatalogue",
     "RegistrySpec",
     "convert_text",
@@ -62,6 +64,53 @@ class FieldSpec(_Strict):
     """Identifies a person: pseudonymised in records and masked in logs."""
 
 
+class Quota(_Strict):
+    """How often and when a source may be called (enforced here, before calling)."""
+
+    per_day: int | None = Field(default=None, ge=1)
+    """Calls per calendar day (Asia/Shanghai)."""
+    windows: list[str] = Field(default_factory=list)
+    """Allowed times of day, ``HH:MM-HH:MM`` (Asia/Shanghai); empty: any time."""
+
+    @pydantic.field_validator("windows")
+    @classmethod
+    def _windows(cls, v: list[str]) -> list[str]:
+        for w in v:
+            start, sep, end = w.partition("-")
+            try:
+                dt.time.fromisoformat(start)
+                dt.time.fromisoformat(end)
+            except ValueError:
+                raise ValueError(f"window {w!r}: expected HH:MM-HH:MM") from None
+            if not sep:
+                raise ValueError(f"window {w!r}: expected HH:MM-HH:MM")
+        return v
+
+
+class HttpOptions(_Strict):
+    """How to call a registry served over HTTP (``kind: http``)."""
+
+    path: str | None = None
+    """Below ``location``; default ``/v1/registries/<id>``."""
+    location_env: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]*$")
+    """An environment variable that, when set, replaces ``location`` (the base URL)."""
+    token_env: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]*$")
+    """The environment variable holding the bearer token (never the token itself)."""
+    timeout_ms: int = Field(default=300, ge=1, le=60_000)
+    """One attempt's time-out."""
+    retries: int = Field(default=1, ge=0, le=5)
+    """Further attempts after a time-out or a 5xx, jittered; lookups are idempotent reads."""
+    concurrency: int = Field(default=8, ge=1, le=256)
+    """At most this many calls in flight to the source (a bulkhead)."""
+    breaker_failures: int = Field(default=5, ge=1)
+    """Consecutive failures that open the circuit breaker."""
+    breaker_reset_s: float = Field(default=10.0, gt=0)
+    """How long an open breaker refuses calls before trying one again."""
+    cache_ttl_s: float = Field(default=30.0, ge=0)
+    """How long an answer is reused for the same source and subject (0: never)."""
+    quota: Quota | None = None
+
+
 class RegistrySpec(_Strict):
     """One shared-data source, as the catalogue declares it."""
 
@@ -69,9 +118,11 @@ class RegistrySpec(_Strict):
     name: Text
     holder: Text
     """The agency that holds the data (提供部门)."""
-    kind: Literal["csv", "parquet"]
+    kind: Literal["csv", "parquet", "http"]
     location: str = Field(min_length=1)
-    """The data file, relative to the data folder (or absolute)."""
+    """The data file, relative to the data folder (or absolute); for ``http``, the base URL."""
+    http: HttpOptions | None = None
+    """Calling options for ``kind: http``."""
     key: list[str] = Field(min_length=1)
     """The fields a lookup is keyed by; several for a composite key (e.g. ID number + city)."""
     record_id: str | None = None
