@@ -119,6 +119,7 @@ def build_context(settings: Settings, service: DecisionService | None = None) ->
             rulesets_dir=settings.rulesets_dir,
             data_dir=settings.data_dir,
             registries=settings.registries,
+            registry_url=settings.registry_url,
         )
         store = DecisionStore(
             settings.database_url,
@@ -133,6 +134,8 @@ def build_context(settings: Settings, service: DecisionService | None = None) ->
             store=store,
             pseudonym_key=secrets.pseudonym_key,
             adapter_timeout_s=settings.adapter_timeout_s,
+            budget_ms=settings.evidence_budget_ms,
+            budgets=settings.evidence_budgets,
         )
     assert service.store is not None
     store = service.store

@@ -65,6 +65,12 @@ def serve(
     demo: bool = typer.Option(
         False, "--demo", help="(re)generate the demo registries first unless they are current"
     ),
+    registry_url: Optional[str] = typer.Option(  # noqa: UP045
+        None,
+        "--registry-url",
+        help="ask every catalogued registry over HTTP at this base URL (e.g. the simulator) "
+        "[env MIAOPI_REGISTRY_URL]",
+    ),
 ) -> None:
     """Run the HTTP service (uvicorn)."""
     import uvicorn
@@ -93,6 +99,8 @@ def serve(
     if demo:
         keys_file = _demo_keys(settings)
         typer.echo(f"演示用API密钥 / demo API keys (one per role): {keys_file}", err=True)
+    if registry_url:
+        os.environ["MIAOPI_REGISTRY_URL"] = registry_url
     os.environ["MIAOPI_DATA_DIR"] = str(settings.data_dir)
     os.environ["MIAOPI_RULESETS_DIR"] = str(settings.rulesets_dir)
     if settings.registries is not None:

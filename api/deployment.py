@@ -16,6 +16,7 @@ import structlog
 
 from adapters.base import Adapter
 from adapters.files import load_registries
+from adapters.http import build_http_registries
 from engine import EngineFault, RulesetCatalog, RulesetInvalid
 from engine.catalog import registry_reasons
 from engine.decision import warm_up
@@ -58,6 +59,7 @@ class Deployment:
                     "loaded": spec.id in self.adapters,
                     "records": self.registry_counts.get(spec.id),
                     "problem": self.registry_problems.get(spec.id),
+                    **_live_state(self.adapters.get(spec.id)),
                 }
             )
         return {
@@ -71,13 +73,23 @@ class Deployment:
         }
 
 
+def _live_state(adapter: object) -> dict[str, Any]:
+    """Breaker, quota and in-flight calls of a remote source (nothing for a file)."""
+    health = getattr(adapter, "health", None)
+    return {"live": health()} if callable(health) else {}
+
+
 def catalogue_path(rulesets_dir: Path, registries: Path | None = None) -> Path:
     """The registry catalogue: configured, or ``registries.yaml`` beside the rulesets."""
     return registries if registries is not None else rulesets_dir / CATALOGUE_FILE
 
 
 def load_deployment(
-    *, rulesets_dir: Path, data_dir: Path, registries: Path | None = None
+    *,
+    rulesets_dir: Path,
+    data_dir: Path,
+    registries: Path | None = None,
+    registry_url: str | None = None,
 ) -> Deployment:
     """Load the catalogue, every registry it declares and every ruleset, tolerating faults."""
     path = catalogue_path(rulesets_dir, registries)
@@ -92,8 +104,11 @@ def load_deployment(
     problems: dict[str, str] = {}
     counts: dict[str, int] = {}
     if catalogue is not None:
-        loaded = load_registries(catalogue, data_dir)
-        adapters, problems, counts = loaded.adapters, loaded.problems, loaded.counts
+        remote = build_http_registries(catalogue, override_url=registry_url)
+        files = RegistryCatalogue([s for s in catalogue if s.id not in remote], path=catalogue.path)
+        loaded = load_registries(files, data_dir)
+        adapters, problems, counts = dict(loaded.adapters), loaded.problems, loaded.counts
+        adapters.update(remote)
         for rid, text in problems.items():
             log.error("registry_unavailable", registry=rid, problem=text)
     rulesets = RulesetCatalog.scan(rulesets_dir, sources=catalogue)

@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import importlib.metadata
 import json
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,7 +20,7 @@ import pydantic
 import structlog
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from adapters.base import Adapter, ClaimValues, Lookup
+from adapters.base import Adapter, ClaimValues, Lookup, LookupMode
 from api.secrets import key_id
 from engine import (
     CriterionStatus,
@@ -176,13 +177,68 @@ def _value_facts(rs: Ruleset, name: str) -> list[str]:
     return facts
 
 
+OUTCOMES = (
+    "FOUND",
+    "NOT_FOUND",
+    "MATCH",
+    "NO_MATCH",
+    "ERROR",
+    "TIMEOUT",
+    "MALFORMED",
+    "CIRCUIT_OPEN",
+    "QUOTA_EXHAUSTED",
+    "SKIPPED",
+)
+"""The closed set of what asking a source can come to (recorded per evidence item)."""
+_ERROR_OUTCOMES = {"TIMEOUT", "MALFORMED", "CIRCUIT_OPEN", "QUOTA_EXHAUSTED"}
+
+
+def outcome_of(status: str, mode: str, values: Mapping[str, object], error_code: str | None) -> str:
+    """The closed-set outcome of one evidence item."""
+    if status == "skipped":
+        return "SKIPPED"
+    if status == "error":
+        code = (error_code or "ERROR").removeprefix("ADAPTER_")
+        return code if code in _ERROR_OUTCOMES else "ERROR"
+    if mode == "verify":
+        if status == "not_found" and not values:
+            return "NOT_FOUND"
+        return "MATCH" if values and all(v is True for v in values.values()) else "NO_MATCH"
+    return "FOUND" if status == "found" else "NOT_FOUND"
+
+
+_OUTCOME_ZH = {
+    "TIMEOUT": "未在时限内答复",
+    "MALFORMED": "返回的数据格式有误",
+    "CIRCUIT_OPEN": "连续出错，暂停调用",
+    "QUOTA_EXHAUSTED": "调用额度已用完或不在允许的调用时段",
+    "ERROR": "暂时无法查询",
+}
+_OUTCOME_EN = {
+    "TIMEOUT": "no answer in time",
+    "MALFORMED": "the answer was malformed",
+    "CIRCUIT_OPEN": "paused after repeated failures",
+    "QUOTA_EXHAUSTED": "call quota used up or outside the allowed hours",
+    "ERROR": "could not be asked",
+}
+
+
+def _stamp(future: Future[Lookup]) -> None:
+    future.done_at = time.perf_counter()  # type: ignore[attr-defined]
+
+
+def _elapsed(future: object, started: float) -> float:
+    ended = getattr(future, "done_at", None) or time.perf_counter()
+    return round((ended - started) * 1000, 2)
+
+
 class _Completed:
     """An in-memory registry's answer, read like a pooled call's future (``result()``).
 
     A real ``Future`` costs a lock and a condition per lookup, for nothing here.
     """
 
-    __slots__ = ("_error", "_value")
+    __slots__ = ("_error", "_value", "done_at")
 
     def __init__(self, call: Callable[[], Lookup]) -> None:
         self._value: Lookup | None = None
@@ -191,6 +247,7 @@ class _Completed:
             self._value = call()
         except Exception as exc:  # delivered through result() like a pooled call's
             self._error = exc
+        self.done_at = time.perf_counter()
 
     def result(self, timeout: float | None = None) -> Lookup:
         if self._error is not None:
@@ -229,6 +286,8 @@ class DecisionService:
         pseudonym_key: str,
         registries: RegistryCatalogue | None = None,
         adapter_timeout_s: float = 2.0,
+        budget_ms: int = 800,
+        budgets: Mapping[str, int] | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
@@ -239,6 +298,9 @@ class DecisionService:
         self.key = pseudonym_key.encode("utf-8")
         self.key_id = key_id(pseudonym_key)
         self.timeout = adapter_timeout_s
+        self.budget_ms = budget_ms
+        """How long one decision may wait for all its evidence (per service in ``budgets``)."""
+        self.budgets = dict(budgets or {})
         self.clock = clock
         self.new_id = new_id
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="adapter")
@@ -443,8 +505,12 @@ class DecisionService:
         )
         fetched: dict[str, dict[str, object] | None] = {}
         items: dict[str, EvidenceItem] = {}
+        budget_s = self.budgets.get(rs.service, self.budget_ms) / 1000
+        deadline = time.monotonic() + budget_s
         for level in sorted({p.level for p in rs.evidence}):
-            pending: list[tuple[EvidencePlan, dict[str, object], Future[Lookup] | _Completed]] = []
+            pending: list[
+                tuple[EvidencePlan, dict[str, object], Future[Lookup] | _Completed, float]
+            ] = []
             for plan in (p for p in rs.evidence if p.level == level):
                 asked = self._request(plan, facts, rs)
                 adapter = self.adapters.get(plan.source)
@@ -464,29 +530,39 @@ class DecisionService:
                     )
                     continue
                 key, claims, fields = asked
-                call = functools.partial(
-                    adapter.lookup,
-                    key,
-                    fields=fields,
-                    mode="verify" if plan.mode == "verify" else "fetch",
-                    claims=claims,
-                    now=now,
-                )
-                future: Future[Lookup] | _Completed = (
-                    _Completed(call)
-                    if getattr(adapter, "in_memory", False)
-                    else self._pool.submit(call)
-                )
-                pending.append((plan, key, future))
-            for plan, key, future in pending:
+                mode: LookupMode = "verify" if plan.mode == "verify" else "fetch"
+                started = time.perf_counter()
+                future: Future[Lookup] | _Completed
+                if getattr(adapter, "in_memory", False):
+                    future = _Completed(
+                        functools.partial(
+                            adapter.lookup, key, fields=fields, mode=mode, claims=claims, now=now
+                        )
+                    )
+                else:
+                    submitted: Future[Lookup] = (
+                        # asynchronous (HTTP): waiting holds no thread
+                        adapter.submit(key, fields=fields, mode=mode, claims=claims, now=now)
+                        if hasattr(adapter, "submit")
+                        else self._pool.submit(
+                            adapter.lookup, key, fields=fields, mode=mode, claims=claims, now=now
+                        )
+                    )
+                    submitted.add_done_callback(_stamp)
+                    future = submitted
+                pending.append((plan, key, future, started))
+            for plan, key, future, started in pending:
                 try:
-                    lookup: Lookup = future.result(timeout=self.timeout)
+                    lookup: Lookup = future.result(timeout=max(0.0, deadline - time.monotonic()))
                 except Exception as exc:  # an adapter failure must never become a rejection
                     if isinstance(exc, FutureTimeout):
-                        code, message = "ADAPTER_TIMEOUT", f"no answer within {self.timeout}s"
+                        if isinstance(future, Future):
+                            future.cancel()
+                        code = "TIMEOUT"
+                        message = f"no answer within the decision's {round(budget_s * 1000)} ms"
                     else:
-                        code = str(getattr(exc, "code", "ADAPTER_UNAVAILABLE"))
-                        message = str(exc)[:300]
+                        code = str(getattr(exc, "code", "ERROR"))
+                        message = str(getattr(exc, "message", exc))[:300]
                     fetched[plan.id] = None
                     items[plan.id] = self._item(
                         plan,
@@ -496,6 +572,7 @@ class DecisionService:
                         error_code=code,
                         error_message=message,
                         memo=memo,
+                        elapsed_ms=_elapsed(future, started),
                     )
                     log.warning(
                         "adapter_failed", evidence=plan.id, registry=plan.source, error_code=code
@@ -514,6 +591,7 @@ class DecisionService:
                     error_code=lookup.error_code,
                     error_message=lookup.error_message,
                     memo=memo,
+                    elapsed_ms=_elapsed(future, started),
                 )
         return fetched, [items[e.id] for e in rs.doc.evidence if e.id in items]
 
@@ -542,6 +620,7 @@ class DecisionService:
         error_code: str | None = None,
         error_message: str | None = None,
         memo: dict[tuple[str, str], str] | None = None,
+        elapsed_ms: float | None = None,
     ) -> EvidenceItem:
         memo = {} if memo is None else memo
         values: dict[str, Any] = {}
@@ -568,6 +647,8 @@ class DecisionService:
             raw_sha256=prov.raw_sha256 if prov else None,
             error_code=error_code,
             error_message=error_message,
+            outcome=outcome_of(status, plan.mode, values, error_code),
+            elapsed_ms=elapsed_ms,
             source_name_zh=spec.name.zh if spec else None,
             source_name_en=spec.name.en if spec else None,
             holder_zh=spec.holder.zh if spec else None,
@@ -609,8 +690,10 @@ class DecisionService:
                     Reason(
                         code=ReasonCode.EVIDENCE_UNAVAILABLE,
                         evidence=item.id,
-                        message_zh=f"数据源 {item.source_name_zh or item.source} 暂时无法查询（{item.error_code}），相关条件转人工审核。",
-                        message_en=f"Registry {item.source} could not be asked ({item.error_code}); the criteria needing it are referred.",
+                        source=item.source,
+                        outcome=item.outcome,
+                        message_zh=f"数据源{item.source_name_zh or item.source}{_OUTCOME_ZH.get(item.outcome or '', '暂时无法查询')}（{item.outcome}），相关条件转人工审核。",
+                        message_en=f"{item.source_name_en or item.source}: {_OUTCOME_EN.get(item.outcome or '', 'could not be asked')} ({item.outcome}); the criteria needing it are referred to a person.",
                     )
                 )
             elif item.status in ("not_found", "skipped"):

@@ -24,6 +24,12 @@ class Settings(BaseModel):
     database_url: str = "sqlite:///var/miaopi.db"
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     adapter_timeout_s: float = Field(default=2.0, gt=0)
+    evidence_budget_ms: int = Field(default=800, ge=1, le=60_000)
+    """How long one decision may wait for all of its evidence."""
+    evidence_budgets: dict[str, int] = Field(default_factory=dict)
+    """Per service (``MIAOPI_EVIDENCE_BUDGETS=service=ms,…``)."""
+    registry_url: str | None = None
+    """Ask every catalogued registry over HTTP at this base URL (e.g. the simulator)."""
     pseudonym_key: str | None = None
     """No default: outside ``demo`` the service refuses to start without it."""
     previous_pseudonym_keys: tuple[str, ...] = ()
@@ -75,6 +81,8 @@ class Settings(BaseModel):
             "database_url": "DATABASE_URL",
             "max_body_bytes": "MIAOPI_MAX_BODY_BYTES",
             "adapter_timeout_s": "MIAOPI_ADAPTER_TIMEOUT_S",
+            "evidence_budget_ms": "MIAOPI_EVIDENCE_BUDGET_MS",
+            "registry_url": "MIAOPI_REGISTRY_URL",
             "pseudonym_key": "MIAOPI_PSEUDONYM_KEY",
             "signing_key_file": "MIAOPI_SIGNING_KEY_FILE",
             "checkpoint_file": "MIAOPI_CHECKPOINT_FILE",
@@ -91,6 +99,14 @@ class Settings(BaseModel):
         for field, var in mapping.items():
             if env.get(var):
                 values[field] = env[var]
+        if env.get("MIAOPI_EVIDENCE_BUDGETS"):
+            values["evidence_budgets"] = {
+                k.strip(): int(v)
+                for k, _, v in (
+                    part.partition("=") for part in env["MIAOPI_EVIDENCE_BUDGETS"].split(",")
+                )
+                if k.strip() and v.strip().isdigit()
+            }
         if env.get("MIAOPI_TRUSTED_PUBLIC_KEYS"):
             values["trusted_public_keys"] = tuple(
                 Path(p.strip()) for p in env["MIAOPI_TRUSTED_PUBLIC_KEYS"].split(",") if p.strip()

@@ -75,6 +75,10 @@ class Reason(BaseModel):
     code: ReasonCode
     criterion: str | None = None
     evidence: str | None = None
+    source: str | None = None
+    """The registry an evidence reason is about."""
+    outcome: str | None = None
+    """The adapter outcome behind an evidence reason (``TIMEOUT``, ``QUOTA_EXHAUSTED`` …)."""
     message_zh: str
     message_en: str
 

@@ -110,6 +110,11 @@ class EvidenceItem(BaseModel):
     raw_sha256: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+    outcome: str | None = None
+    """One of the closed set ``FOUND``, ``NOT_FOUND``, ``MATCH``, ``NO_MATCH``, ``ERROR``,
+    ``TIMEOUT``, ``MALFORMED``, ``CIRCUIT_OPEN``, ``QUOTA_EXHAUSTED``, ``SKIPPED`` (version 3)."""
+    elapsed_ms: float | None = None
+    """How long the source took to answer (or to fail) for this decision."""
     source_name_zh: str | None = None
     """The registry's name (人口库) and the agency that holds it, from the catalogue."""
     source_name_en: str | None = None
