@@ -215,18 +215,29 @@ class HttpRegistry:
         try:
             found = await self._call(key, fields=fields, mode=mode, claims=claims)
         except AdapterFailure as exc:
-            self.breaker.record(ok=exc.code not in ("TIMEOUT", "ERROR", "MALFORMED"))
+            self._record(ok=exc.code not in ("TIMEOUT", "ERROR", "MALFORMED"))
             self._count(exc.code)
+            log.warning("registry_failed", registry=self.source, outcome=exc.code)
             raise
         except asyncio.CancelledError:
-            self.breaker.record(ok=False)  # the decision's budget ran out waiting for it
+            self._record(ok=False)  # the decision's budget ran out waiting for it
             self._count("TIMEOUT")
             raise
-        self.breaker.record(ok=True)
+        self._record(ok=True)
         lookup = self._lookup(found, fields=fields, mode=mode, now=now)
         self._count(lookup.status.upper())
         self.cache.put(subject, lookup)
         return lookup
+
+    def _record(self, *, ok: bool) -> None:
+        """Tell the breaker; log when it opens or closes (source health in the logs)."""
+        before = self.breaker.state
+        self.breaker.record(ok=ok)
+        after = self.breaker.state
+        if after != before and "open" in (before, after):
+            log.warning(
+                "breaker_" + ("opened" if after == "open" else "closed"), registry=self.source
+            )
 
     def _count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
