@@ -10,15 +10,19 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from engine.dates import age_on
 from engine.privacy import check_digit
 
+if TYPE_CHECKING:
+    from engine.registries import RegistrySpec
+
 __all__ = [
     "CSV_COLUMNS",
+    "DEMO_AS_OF",
     "SERVICE",
     "DemoDataError",
     "DemoSummary",
@@ -140,6 +144,9 @@ _PROFILES: tuple[tuple[str, int, Outcome], ...] = (
 )
 _BULK_FIRST_DAY = dt.date(2025, 1, 2)
 _BULK_LAST_DAY = dt.date(2025, 11, 28)
+DEMO_AS_OF = dt.date(2026, 3, 1)
+"""The day the demo snapshots are "exported", written in every manifest (a fixed date, so the
+output stays byte-for-byte the same; the shipped catalogue declares no ``max_age_days``)."""
 
 
 class DemoSummary(BaseModel):
@@ -775,6 +782,7 @@ def generate_demo_data(
         *sorted(p.name for p in out_dir.glob("*.csv") if p.name not in CSV_COLUMNS),
     ]
     rows = {name: _count_rows(out_dir / name) for name in files}
+    _write_manifests(out_dir, files, rulesets_dir)
     summary = DemoSummary(
         seed=seed,
         people=people,
@@ -790,11 +798,34 @@ def generate_demo_data(
     return summary
 
 
+def _write_manifests(out_dir: Path, files: Sequence[str], rulesets_dir: Path | None) -> None:
+    """Write each registry file's manifest (as of ``DEMO_AS_OF``, rows, SHA-256, holder), as
+    the holding agency's export would: the loader refuses a ``no_record: negative`` registry
+    without one, and any file that no longer matches its manifest."""
+    from adapters.files import manifest_path, write_manifest
+
+    specs: dict[str, RegistrySpec] = {}
+    catalogue = rulesets_dir / "registries.yaml" if rulesets_dir is not None else None
+    if catalogue is not None and catalogue.is_file():
+        from engine.registries import load_catalogue
+
+        specs = {s.location: s for s in load_catalogue(catalogue) if s.kind != "http"}
+    for name in files:
+        spec = specs.get(name)
+        write_manifest(
+            out_dir / name,
+            as_of=DEMO_AS_OF,
+            holder=spec.holder.zh if spec is not None else None,
+            to=manifest_path(spec, out_dir) if spec is not None else None,
+        )
+
+
 def _clear_previous(out_dir: Path, rulesets_dir: Path | None) -> None:
     """Remove what an earlier run wrote (and only that), so a rerun starts from nothing."""
     names = set(CSV_COLUMNS) | {"applications.jsonl", "demo.json"}
     if rulesets_dir is not None and rulesets_dir.is_dir():
         names |= {p.name for p in rulesets_dir.glob("*/demo/*.csv")}
+    names |= {f"{n}.meta.json" for n in names if n.endswith(".csv")}
     for name in names:
         (out_dir / name).unlink(missing_ok=True)
     applications = out_dir / "applications"
@@ -808,7 +839,7 @@ def _count_rows(path: Path) -> int:
         return sum(1 for _ in csv.reader(handle)) - 1
 
 
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 """Bumped whenever the generator's output changes, so stale demo folders are regenerated."""
 
 
@@ -828,15 +859,18 @@ def demo_fingerprint(rulesets_dir: Path | None, *, people: int = 10_000, seed: i
 
 
 def demo_is_current(out_dir: Path, rulesets_dir: Path | None) -> bool:
-    """Whether ``out_dir`` holds demo data made from the current inputs."""
+    """Whether ``out_dir`` holds demo data made from the current inputs, every file with its
+    manifest."""
     try:
         recorded = json.loads((out_dir / "demo.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     people = int(recorded.get("people", 10_000))
     seed = int(recorded.get("seed", 20161))
+    files = recorded.get("rows") or {}
     return bool(
         recorded.get("fingerprint") == demo_fingerprint(rulesets_dir, people=people, seed=seed)
+        and all((out_dir / f"{name}.meta.json").is_file() for name in files)
     )
 
 

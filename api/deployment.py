@@ -35,6 +35,8 @@ class Deployment:
     registry_problems: dict[str, str] = field(default_factory=dict)
     registry_counts: dict[str, int] = field(default_factory=dict)
     catalogue_problem: str | None = None
+    registry_notes: dict[str, str] = field(default_factory=dict)
+    snapshots: dict[str, Any] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -59,6 +61,8 @@ class Deployment:
                     "loaded": spec.id in self.adapters,
                     "records": self.registry_counts.get(spec.id),
                     "problem": self.registry_problems.get(spec.id),
+                    "note": self.registry_notes.get(spec.id),
+                    "as_of": _as_of(self.snapshots.get(spec.id)),
                     **_live_state(self.adapters.get(spec.id)),
                 }
             )
@@ -71,6 +75,11 @@ class Deployment:
             "registries": registries,
             "rulesets": self.rulesets.status(),
         }
+
+
+def _as_of(snapshot: object) -> str | None:
+    as_of = getattr(snapshot, "as_of", None)
+    return as_of.isoformat() if as_of is not None else None
 
 
 def _live_state(adapter: object) -> dict[str, Any]:
@@ -103,11 +112,16 @@ def load_deployment(
     adapters: dict[str, Adapter] = {}
     problems: dict[str, str] = {}
     counts: dict[str, int] = {}
+    notes: dict[str, str] = {}
+    snapshots: dict[str, Any] = {}
     if catalogue is not None:
         remote = build_http_registries(catalogue, override_url=registry_url)
         files = RegistryCatalogue([s for s in catalogue if s.id not in remote], path=catalogue.path)
         loaded = load_registries(files, data_dir)
         adapters, problems, counts = dict(loaded.adapters), loaded.problems, loaded.counts
+        notes, snapshots = loaded.notes, loaded.snapshots
+        for rid, text in notes.items():
+            log.warning("registry_snapshot_unchecked", registry=rid, note=text)
         adapters.update(remote)
         for rid, text in problems.items():
             log.error("registry_unavailable", registry=rid, problem=text)
@@ -140,4 +154,4 @@ def load_deployment(
             status=p.status,
             problems=p.messages[:5],
         )
-    return Deployment(rulesets, catalogue, adapters, problems, counts, problem)
+    return Deployment(rulesets, catalogue, adapters, problems, counts, problem, notes, snapshots)

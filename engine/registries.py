@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -38,6 +40,7 @@ __all__ = [
     "convert_text",
     "find_catalogue",
     "load_catalogue",
+    "normalize_text",
     "parse_claim",
 ]
 
@@ -62,6 +65,16 @@ class FieldSpec(_Strict):
     title: Text | None = None
     personal: Literal["id_number", "name"] | None = None
     """Identifies a person: pseudonymised in records and masked in logs."""
+    values: list[str] | None = Field(default=None, min_length=1)
+    """A string field's vocabulary: a cell holding anything else refuses the file (checked
+    after normalisation, so write the values normalised)."""
+    pattern: str | None = Field(default=None, min_length=1)
+    """A regular expression every non-empty cell must match in full (a string field's value
+    after normalisation; other types: the cell's text without surrounding blanks). ``\\d``
+    also matches full-width digits: write ``[0-9]``."""
+    normalize: bool | None = None
+    """Trim and Unicode NFKC this string field's cells (and the keys and claims compared with
+    them); ``None``: the registry's ``normalize``."""
 
 
 class Quota(_Strict):
@@ -136,6 +149,43 @@ class RegistrySpec(_Strict):
     """Named verify claims a ruleset may ask for by name: ``exists`` or
     ``field == constant [and …]``."""
     description: str | None = None
+    normalize: bool = True
+    """Trim and Unicode NFKC string cells (full-width → half-width), unless a field says
+    ``normalize: false``; keys and claimed values asked of string fields are normalised alike."""
+    manifest: str | None = None
+    """The snapshot's manifest (``as_of``, ``rows``, ``sha256``, ``holder``), relative to the
+    data folder; default ``<location>.meta.json``. Required when ``no_record: negative`` or
+    ``max_age_days`` is declared; file registries only."""
+    max_age_days: int | None = Field(default=None, ge=0)
+    """How old (days from the manifest's ``as_of`` to the lookup's date, Asia/Shanghai) the
+    snapshot may be; older, every lookup answers the error ``STALE_SNAPSHOT``. File registries
+    only."""
+
+    @property
+    def manifest_required(self) -> bool:
+        """Whether the snapshot must come with a manifest to be served.
+
+        A ``negative`` registry turns "no record" into a verified "no", so an empty or failed
+        export would silently answer "no" for everyone; a freshness limit needs ``as_of``; a
+        manifest the catalogue names is expected to be there.
+        """
+        return (
+            self.no_record == "negative"
+            or self.max_age_days is not None
+            or self.manifest is not None
+        )
+
+    def field_spec(self, name: str) -> FieldSpec | None:
+        """The field's declaration (a bare type name as a ``FieldSpec``)."""
+        spec = self.fields.get(name)
+        return FieldSpec(type=spec) if isinstance(spec, str) else spec
+
+    def normalizes(self, name: str) -> bool:
+        """Whether the string field ``name`` is trimmed and NFKC-normalised."""
+        spec = self.fields.get(name)
+        if isinstance(spec, FieldSpec) and spec.normalize is not None:
+            return spec.normalize
+        return self.normalize
 
     def field_type(self, name: str) -> str | None:
         spec = self.fields.get(name)
@@ -206,6 +256,17 @@ def parse_claim(text: str, *, fields: Mapping[str, str] | None) -> Claim:
             )
         pairs.append((field, part.right))
     return Claim(tuple(pairs))
+
+
+_EDGES = re.compile(r"^[\s\u200b-\u200d\u2060\ufeff]+|[\s\u200b-\u200d\u2060\ufeff]+$")
+
+
+def normalize_text(text: str) -> str:
+    """``text`` in Unicode NFKC (full-width letters, digits and spaces → half-width), without
+    blanks or zero-width characters at either end."""
+    if text.isascii():
+        return text.strip()
+    return _EDGES.sub("", unicodedata.normalize("NFKC", text))
 
 
 def convert_text(text: str, type_name: str) -> object:
@@ -338,6 +399,7 @@ def _check(doc: _CatalogueDoc, loc: Located) -> list[RulesetError]:
                     (*at, "answers"),
                 )
             )
+        errors.extend(_check_fields(reg, loc, at))
         types = reg.field_types
         for name, text in reg.answers.items():
             try:
@@ -349,6 +411,69 @@ def _check(doc: _CatalogueDoc, loc: Located) -> list[RulesetError]:
                 problem = _constant_problem(expr, types[field])
                 if problem:
                     errors.append(loc.error(problem, (*at, "answers", name), offset=expr.offset))
+    return errors
+
+
+def _check_fields(reg: RegistrySpec, loc: Located, at: tuple[str | int, ...]) -> list[RulesetError]:
+    """Vocabularies and patterns that can hold; snapshot options only on file registries."""
+    errors: list[RulesetError] = []
+    if reg.kind == "http":
+        for option in ("manifest", "max_age_days"):
+            if getattr(reg, option) is not None:
+                errors.append(
+                    loc.error(
+                        f"{option} 仅适用于文件快照（csv、parquet）/ {option} applies to file "
+                        f"snapshots (kind csv or parquet) only",
+                        (*at, option),
+                        at_key=True,
+                    )
+                )
+    for name, spec in reg.fields.items():
+        if isinstance(spec, str):
+            continue
+        where = (*at, "fields", name)
+        compiled: re.Pattern[str] | None = None
+        if spec.pattern is not None:
+            try:
+                compiled = re.compile(spec.pattern)
+            except re.error as exc:
+                errors.append(
+                    loc.error(
+                        f"正则表达式无效 / not a valid regular expression: {exc}",
+                        (*where, "pattern"),
+                    )
+                )
+        if spec.values is None:
+            continue
+        if spec.type != "string":
+            errors.append(
+                loc.error(
+                    f"取值表只用于字符串字段 / values applies to string fields; {name!r} is "
+                    f"{spec.type}",
+                    (*where, "values"),
+                    at_key=True,
+                )
+            )
+            continue
+        for i, value in enumerate(spec.values):
+            if reg.normalizes(name) and normalize_text(value) != value:
+                errors.append(
+                    loc.error(
+                        f"取值须写成规范化后的形式 / write the value normalised (trimmed, NFKC): "
+                        f"{normalize_text(value)!r}, not {value!r}",
+                        (*where, "values", i),
+                    )
+                )
+            elif compiled is not None and not compiled.fullmatch(value):
+                errors.append(
+                    loc.error(
+                        f"取值不符合本字段的 pattern / {value!r} does not match the field's "
+                        f"pattern {spec.pattern!r}",
+                        (*where, "values", i),
+                    )
+                )
+        if len(set(spec.values)) != len(spec.values):
+            errors.append(loc.error("取值重复 / a value is listed twice", (*where, "values")))
     return errors
 
 

@@ -12,7 +12,13 @@ import pytest
 
 from adapters.base import Adapter, AdapterFailure, ClaimValues, Lookup, LookupMode, raw_hash
 from adapters.demo import CSV_COLUMNS
-from adapters.files import FileRegistry, RegistryFileError, load_registries, load_registry
+from adapters.files import (
+    FileRegistry,
+    RegistryFileError,
+    load_registries,
+    load_registry,
+    write_manifest,
+)
 from engine.registries import RegistryCatalogue, RegistrySpec, load_catalogue
 
 NOW = dt.datetime(2025, 6, 1, 10, 0, tzinfo=dt.UTC)
@@ -148,9 +154,13 @@ def write_csv(path: Path, rows: Sequence[Mapping[str, str]], columns: Sequence[s
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    """A directory holding all six registry files with a few records each."""
+    """A directory holding all six registry files with a few records each; the two whose "no
+    record" is a verified no (property, subsidy history) come with their manifests."""
     for file_name, columns in CSV_COLUMNS.items():
         write_csv(tmp_path / file_name, ROWS[file_name], columns)
+    for spec in CATALOGUE:
+        if spec.manifest_required:
+            write_manifest(tmp_path / spec.location, as_of=NOW.date())
     return tmp_path
 
 
@@ -398,8 +408,9 @@ def test_empty_file_error_names_the_file(data_dir: Path) -> None:
 
 
 def test_header_only_file_loads_empty(data_dir: Path) -> None:
-    """A file with only a header is an empty registry, not an error."""
+    """A file with only a header, whose manifest says 0 rows, is an empty registry."""
     write_csv(data_dir / "property.csv", [], CSV_COLUMNS["property.csv"])
+    write_manifest(data_dir / "property.csv", as_of=NOW.date())
     assert 0 == len(load_registry(CATALOGUE.get("property"), data_dir))  # type: ignore[arg-type]
 
 
