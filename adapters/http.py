@@ -155,7 +155,13 @@ class HttpRegistry:
         now: dt.datetime,
     ) -> Lookup:
         future = self.submit(key, fields=fields, mode=mode, claims=claims, now=now)
-        return future.result(timeout=self._worst_case_s())
+        try:
+            return future.result(timeout=self._worst_case_s())
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise AdapterFailure(
+                code="TIMEOUT", message=f"{self.source}: no answer in time (queued or slow)"
+            ) from None
 
     def submit(
         self,
@@ -198,45 +204,58 @@ class HttpRegistry:
         if cached is not None:
             self._count("CACHED")
             return cached
+        if not self.breaker.allow():
+            self._count("CIRCUIT_OPEN")
+            raise AdapterFailure(
+                code="CIRCUIT_OPEN", message=f"{self.source}: circuit open after repeated failures"
+            )
+        started = time.monotonic()
+        try:
+            self._take_quota(now)  # every attempt counts; a refusal here calls nothing
+            found = await self._call(key, fields=fields, mode=mode, claims=claims, now=now)
+            lookup = self._lookup(found, fields=fields, mode=mode, now=now)
+        except AdapterFailure as exc:
+            if exc.code == "QUOTA_EXHAUSTED" and "refused here" in exc.message:
+                self.breaker.release()  # not the source's failure: it was not called
+            elif exc.code != "CIRCUIT_OPEN":
+                self._record(ok=False)
+            self._count(exc.code)
+            log.warning("registry_failed", registry=self.source, outcome=exc.code)
+            raise
+        except asyncio.CancelledError:
+            # The decision stopped waiting. Evidence against this source only if it had its
+            # own time-out's worth of waiting (queued behind its bulkhead, or unanswered);
+            # a call cut short because another source used up the budget says nothing.
+            if time.monotonic() - started >= self.options.timeout_ms / 1000:
+                self._record(ok=False)
+                self._count("TIMEOUT")
+            else:
+                self.breaker.release()
+                self._count("CANCELLED")
+            raise
+        self._record(ok=True)
+        self._count(lookup.status.upper())
+        self.cache.put(subject, lookup)
+        return lookup
+
+    def _take_quota(self, now: dt.datetime) -> None:
         allowed = self.quota.take(now)
         if allowed != "ok":
-            self._count("QUOTA_EXHAUSTED")
             raise AdapterFailure(
                 code="QUOTA_EXHAUSTED",
                 message=f"{self.source}: "
                 + ("daily quota used up" if allowed == "exhausted" else "outside allowed hours")
                 + " (refused here, not called)",
             )
-        if not self.breaker.allow():
-            self._count("CIRCUIT_OPEN")
-            raise AdapterFailure(
-                code="CIRCUIT_OPEN", message=f"{self.source}: circuit open after repeated failures"
-            )
-        try:
-            found = await self._call(key, fields=fields, mode=mode, claims=claims)
-        except AdapterFailure as exc:
-            self._record(ok=exc.code not in ("TIMEOUT", "ERROR", "MALFORMED"))
-            self._count(exc.code)
-            log.warning("registry_failed", registry=self.source, outcome=exc.code)
-            raise
-        except asyncio.CancelledError:
-            self._record(ok=False)  # the decision's budget ran out waiting for it
-            self._count("TIMEOUT")
-            raise
-        self._record(ok=True)
-        lookup = self._lookup(found, fields=fields, mode=mode, now=now)
-        self._count(lookup.status.upper())
-        self.cache.put(subject, lookup)
-        return lookup
 
     def _record(self, *, ok: bool) -> None:
         """Tell the breaker; log when it opens or closes (source health in the logs)."""
         before = self.breaker.state
         self.breaker.record(ok=ok)
         after = self.breaker.state
-        if after != before and "open" in (before, after):
+        if after != before and after in ("open", "closed"):
             log.warning(
-                "breaker_" + ("opened" if after == "open" else "closed"), registry=self.source
+                f"breaker_{'opened' if after == 'open' else 'closed'}", registry=self.source
             )
 
     def _count(self, outcome: str) -> None:
@@ -249,6 +268,7 @@ class HttpRegistry:
         fields: Sequence[str],
         mode: LookupMode,
         claims: Mapping[str, ClaimValues | None] | None,
+        now: dt.datetime,
     ) -> _Found:
         if self._client is None:
             self._client = httpx.AsyncClient(
@@ -266,10 +286,17 @@ class HttpRegistry:
         )
         try:
             async with self._bulkhead:
+                if self.breaker.state == "open":  # it opened while this call queued
+                    raise AdapterFailure(
+                        code="CIRCUIT_OPEN",
+                        message=f"{self.source}: circuit open after repeated failures",
+                    )
                 self.in_flight += 1
                 try:
                     async for attempt in retrying:
                         with attempt:
+                            if attempt.retry_state.attempt_number > 1:
+                                self._take_quota(now)  # a retry is a call like any other
                             return await self._attempt(key, fields, mode, claims, timeout)
                 finally:
                     self.in_flight -= 1

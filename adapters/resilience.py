@@ -101,6 +101,11 @@ class CircuitBreaker:
                 return True
             return False
 
+    def release(self) -> None:
+        """The call allowed by ``allow`` was not made or not finished: no verdict on the source."""
+        with self._lock:
+            self._trial_running = False
+
     def record(self, ok: bool) -> None:
         with self._lock:
             self._trial_running = False
