@@ -49,3 +49,11 @@ bench: setup
 
 clean:
 	rm -rf var .pytest_cache .hypothesis
+
+## End to end over HTTP: the registry simulator (20-50 ms per call, no faults) and `miaopi serve
+## --registry-url` as processes on free ports, fresh SQLite and secrets in a temporary folder;
+## N decisions (default 1,000) from CLIENTS clients (default 8). Prints p50/p90/p99/max latency,
+## throughput and the machine; fails when p99 is not under 300 ms.
+.PHONY: bench-http
+bench-http: setup
+	$(BIN)/python scripts/bench_http.py --decisions $${N:-1000} --clients $${CLIENTS:-8}

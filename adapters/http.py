@@ -222,6 +222,15 @@ class HttpRegistry:
             self._count(exc.code)
             log.warning("registry_failed", registry=self.source, outcome=exc.code)
             raise
+        except Exception as exc:  # anything unforeseen is a failure of the source, not a crash
+            self._record(ok=False)
+            self._count("ERROR")
+            log.warning(
+                "registry_failed", registry=self.source, outcome="ERROR", error=type(exc).__name__
+            )
+            raise AdapterFailure(
+                code="ERROR", message=f"{self.source}: {type(exc).__name__}"
+            ) from None
         except asyncio.CancelledError:
             # The decision stopped waiting. Evidence against this source only if it had its
             # own time-out's worth of waiting (queued behind its bulkhead, or unanswered);
@@ -338,6 +347,10 @@ class HttpRegistry:
             raise _Transient("TIMEOUT", f"no answer within {self.options.timeout_ms} ms") from None
         except httpx.TransportError as exc:
             raise _Transient("ERROR", f"transport error: {type(exc).__name__}") from None
+        except httpx.DecodingError:
+            raise AdapterFailure(
+                code="MALFORMED", message=f"{self.source}: the answer could not be decoded"
+            ) from None
         status = response.status_code
         log.debug(
             "registry_call",

@@ -696,13 +696,26 @@ class DecisionService:
                         message_en=f"{item.source_name_en or item.source}: {_OUTCOME_EN.get(item.outcome or '', 'could not be asked')} ({item.outcome}); the criteria needing it are referred to a person.",
                     )
                 )
-            elif item.status in ("not_found", "skipped"):
+            elif item.status == "not_found":
                 extra.append(
                     Reason(
                         code=ReasonCode.EVIDENCE_NOT_FOUND,
                         evidence=item.id,
-                        message_zh=f"数据源 {item.source_name_zh or item.source} 中没有查到相关记录。",
-                        message_en=f"Registry {item.source} holds no record for this applicant.",
+                        source=item.source,
+                        outcome=item.outcome,
+                        message_zh=f"数据源{item.source_name_zh or item.source}中没有查到相关记录。",
+                        message_en=f"{item.source_name_en or item.source} holds no record for this applicant.",
+                    )
+                )
+            elif item.status == "skipped":
+                extra.append(
+                    Reason(
+                        code=ReasonCode.EVIDENCE_NOT_FOUND,
+                        evidence=item.id,
+                        source=item.source,
+                        outcome=item.outcome,
+                        message_zh=f"未能向数据源{item.source_name_zh or item.source}查询：查询所需的信息（{item.key_expression}）未能取得。",
+                        message_en=f"{item.source_name_en or item.source} was not asked: what the query needs ({item.key_expression}) could not be obtained.",
                     )
                 )
         return Decided(prepared, evaluation, items, env, self.clock(), extra)

@@ -729,6 +729,8 @@ class RecordWords:
         deps = self._depends()
         out: list[DataUse] = []
         for item in self.record.evidence:
+            if item.status == "skipped":  # never asked: its key was not available
+                continue
             prefix = f"{item.id}."
             fields: list[str] = list(item.values)
             users: list[CriterionResult] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,9 @@ class DecisionStore:
         self.checkpoint_file = checkpoint_file
         self.checkpoint_every = checkpoint_every
         self._last_filed = -1
+        self._append_lock = threading.Lock()
+        """On SQLite, appends of one process queue here, in order, instead of in SQLite's
+        busy handler (which sleeps and polls, and is not fair: multi-second tails)."""
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             path = url.split("///", 1)[-1]
@@ -298,6 +302,18 @@ class DecisionStore:
         (a concurrent retry), the stored response is returned; with a different request body,
         ``IdempotencyConflict`` is raised.
         """
+        if self.is_sqlite:
+            with self._append_lock:
+                return self._append(idempotency_key, request_sha256, build, on_stored)
+        return self._append(idempotency_key, request_sha256, build, on_stored)
+
+    def _append(
+        self,
+        idempotency_key: str,
+        request_sha256: str,
+        build: Callable[[int, str], AnyRecord],
+        on_stored: Callable[[sa.Connection, AnyRecord], None] | None,
+    ) -> StoredDecision:
         decisions, records, heads = (
             DecisionRow.__table__,  # type: ignore[attr-defined]
             RecordRow.__table__,  # type: ignore[attr-defined]
