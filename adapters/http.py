@@ -215,8 +215,10 @@ class HttpRegistry:
             found = await self._call(key, fields=fields, mode=mode, claims=claims, now=now)
             lookup = self._lookup(found, fields=fields, mode=mode, now=now)
         except AdapterFailure as exc:
-            if exc.code == "QUOTA_EXHAUSTED" and "refused here" in exc.message:
-                self.breaker.release()  # not the source's failure: it was not called
+            if exc.code == "QUOTA_EXHAUSTED":
+                # refused here (nothing was called), or the source said 429: it is alive and
+                # rationing, not failing, so the breaker is not told
+                self.breaker.release()
             elif exc.code != "CIRCUIT_OPEN":
                 self._record(ok=False)
             self._count(exc.code)

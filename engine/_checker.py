@@ -51,7 +51,7 @@ from engine.model import (
     RulesetDoc,
     ValueTable,
 )
-from engine.registries import Claim, RegistryCatalogue, parse_claim
+from engine.registries import Claim, RegistryCatalogue, RegistrySpec, parse_claim
 
 __all__ = ["APPLICATION_NAMES", "Checked", "Checker"]
 
@@ -130,6 +130,9 @@ class Checker:
         self.errors: list[Any] = []
         self.out = Checked()
         self.basis_ids: set[str] = set()
+        self.corroborating: dict[str, list[tuple[RegistrySpec, str, str, RegistrySpec]]] = {}
+        """Evidence name (``id.field``) → ``(registry, field, fact, authoritative registry)`` for
+        each registry field behind it that may only corroborate (一数一源)."""
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -608,6 +611,8 @@ class Checker:
                     ok = False
         if not ok:
             return None
+        if reg is not None:
+            self._note_corroborating(ev, reg, claims)
         return EvidencePlan(
             id=ev.id,
             source=ev.source,
@@ -620,6 +625,25 @@ class Checker:
             if isinstance(ev.key, str)
             else ", ".join(f"{k}={v}" for k, v in ev.key.items()),
         )
+
+    def _note_corroborating(
+        self, ev: EvidenceSpec, reg: RegistrySpec, claims: Mapping[str, Claim | None]
+    ) -> None:
+        """Remember which evidence names read a field whose fact another registry holds."""
+        assert self.sources is not None
+        for fname in ev.fields:
+            read = [fname]
+            if ev.mode == "verify":
+                claim = claims.get(fname)
+                if claim is None and fname in reg.answers:
+                    claim = parse_claim(reg.answers[fname], fields=None)
+                read = [f for f, _ in claim.equals] if claim is not None else []
+            for field in read:
+                found = self.sources.corroborating(reg.id, field)
+                if found is not None:
+                    fact, source = found
+                    entry = (reg, field, fact, source)
+                    self.corroborating.setdefault(f"{ev.id}.{fname}", []).append(entry)
 
     def _key_expr(self, text: str, scope: Scope, ev: EvidenceSpec, *path: str | int) -> Expr | None:
         if self.doc.schema_version == 1:
@@ -1173,6 +1197,9 @@ class Checker:
                 continue
             terms = tuple(dict.fromkeys(t for t in terms_in(node) if not isinstance(t, Literal)))
             names = tuple(dict.fromkeys(names_in(node)))
+            facts = self._facts_of([*names, *tables_in(node)])
+            if crit.on_fail == "reject":
+                self._one_source(crit.id, facts, *at, "condition")
             self.out.criteria.append(
                 CheckedCriterion(
                     i,
@@ -1184,10 +1211,23 @@ class Checker:
                     en,
                     unparse(node),
                     tuple(unparse(t) for t in terms),
-                    self._facts_of([*names, *tables_in(node)]),
+                    facts,
                     tuple(self.out.sources.get(unparse(t), "computed") for t in terms),
                 )
             )
+
+    def _one_source(self, crit_id: str, facts: Iterable[str], *path: str | int) -> None:
+        """一数一源: a rejection rests on no field that may only corroborate."""
+        for name in facts:
+            for reg, field, fact, source in self.corroborating.get(name, ()):
+                self.err(
+                    f"{reg.name.zh}的 {field} 只能佐证，不能据以否决（条件 {crit_id} 读取 {name}）；"
+                    f"“{fact}”的权威来源是{source.name.zh} / {reg.id}.{field} may only "
+                    f"corroborate, not reject (criterion {crit_id} reads {name}): the "
+                    f"authoritative source of {fact} is {source.id}",
+                    *path,
+                    offset=0,
+                )
 
     def _template(self, text: str, scope: Scope, *path: str | int) -> Template | None:
         parts: list[str | tuple[Expr, str | None]] = []

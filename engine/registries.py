@@ -75,6 +75,9 @@ class FieldSpec(_Strict):
     normalize: bool | None = None
     """Trim and Unicode NFKC this string field's cells (and the keys and claims compared with
     them); ``None``: the registry's ``normalize``."""
+    fact: str | None = Field(default=None, pattern=NAME_PATTERN)
+    """The fact this field carries (一数一源): a name the catalogue's ``facts`` declares. On a
+    registry other than the fact's authoritative source the field may only corroborate."""
 
 
 class Quota(_Strict):
@@ -197,6 +200,11 @@ class RegistrySpec(_Strict):
         spec = self.fields.get(name)
         return spec.personal if isinstance(spec, FieldSpec) else None
 
+    def fact(self, name: str) -> str | None:
+        """The fact the field ``name`` carries, if the catalogue says."""
+        spec = self.fields.get(name)
+        return spec.fact if isinstance(spec, FieldSpec) else None
+
     @property
     def field_types(self) -> dict[str, str]:
         return {n: (s if isinstance(s, str) else s.type) for n, s in self.fields.items()}
@@ -204,6 +212,9 @@ class RegistrySpec(_Strict):
 
 class _CatalogueDoc(_Strict):
     schema_version: Literal[1]
+    facts: dict[str, str] = Field(default_factory=dict)
+    """One source per fact (一数一源): fact name → the id of the registry that holds it
+    authoritatively. Another registry's field carrying the fact may only corroborate."""
     registries: list[RegistrySpec] = Field(min_length=1)
 
 
@@ -309,9 +320,17 @@ def convert_text(text: str, type_name: str) -> object:
 class RegistryCatalogue:
     """The registries of one catalogue file, by id."""
 
-    def __init__(self, registries: list[RegistrySpec], *, path: str = "<memory>") -> None:
+    def __init__(
+        self,
+        registries: list[RegistrySpec],
+        *,
+        path: str = "<memory>",
+        facts: Mapping[str, str] | None = None,
+    ) -> None:
         self.path = path
         self._by_id = {r.id: r for r in registries}
+        self.facts: dict[str, str] = dict(facts or {})
+        """Fact name → the id of its authoritative registry (一数一源)."""
 
     def __contains__(self, registry_id: object) -> bool:
         return registry_id in self._by_id
@@ -327,6 +346,16 @@ class RegistryCatalogue:
 
     def ids(self) -> list[str]:
         return list(self._by_id)
+
+    def corroborating(self, registry_id: str, field: str) -> tuple[str, RegistrySpec] | None:
+        """``(fact, authoritative registry)`` when ``field`` of ``registry_id`` carries a fact
+        another registry holds authoritatively: such a field may only corroborate."""
+        reg = self.get(registry_id)
+        fact = reg.fact(field) if reg is not None else None
+        source = self.facts.get(fact) if fact is not None else None
+        if fact is None or source is None or source == registry_id or source not in self:
+            return None
+        return fact, self._by_id[source]
 
     def suggest(self, wanted: str) -> str:
         close = difflib.get_close_matches(wanted, self.ids(), n=1)
@@ -367,7 +396,7 @@ def load_catalogue(path: Path | str) -> RegistryCatalogue:
     errors = _check(doc, located)
     if errors:
         raise RulesetInvalid(errors)
-    return RegistryCatalogue(doc.registries, path=str(p))
+    return RegistryCatalogue(doc.registries, path=str(p), facts=doc.facts)
 
 
 def _check(doc: _CatalogueDoc, loc: Located) -> list[RulesetError]:
@@ -400,6 +429,18 @@ def _check(doc: _CatalogueDoc, loc: Located) -> list[RulesetError]:
                 )
             )
         errors.extend(_check_fields(reg, loc, at))
+        for name in reg.fields:
+            fact = reg.fact(name)
+            if fact is not None and fact not in doc.facts:
+                close = difflib.get_close_matches(fact, list(doc.facts), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                errors.append(
+                    loc.error(
+                        f"事实 {fact!r} 未在 facts 中声明权威来源 / fact {fact!r} is not declared "
+                        f"in facts{hint} (declared: {', '.join(doc.facts) or 'none'})",
+                        (*at, "fields", name, "fact"),
+                    )
+                )
         types = reg.field_types
         for name, text in reg.answers.items():
             try:
@@ -411,6 +452,34 @@ def _check(doc: _CatalogueDoc, loc: Located) -> list[RulesetError]:
                 problem = _constant_problem(expr, types[field])
                 if problem:
                     errors.append(loc.error(problem, (*at, "answers", name), offset=expr.offset))
+    errors.extend(_check_facts(doc, loc))
+    return errors
+
+
+def _check_facts(doc: _CatalogueDoc, loc: Located) -> list[RulesetError]:
+    """Each declared fact names a registry that exists and has a field carrying the fact."""
+    errors: list[RulesetError] = []
+    by_id = {r.id: r for r in doc.registries}
+    for fact, source in doc.facts.items():
+        reg = by_id.get(source)
+        if reg is None:
+            close = difflib.get_close_matches(source, list(by_id), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            errors.append(
+                loc.error(
+                    f"事实 {fact!r} 的权威来源 {source!r} 不在目录中 / the authoritative source "
+                    f"{source!r} of fact {fact!r} is not a registry in the catalogue{hint}",
+                    ("facts", fact),
+                )
+            )
+        elif not any(reg.fact(name) == fact for name in reg.fields):
+            errors.append(
+                loc.error(
+                    f"登记库 {source} 没有承载事实 {fact!r} 的字段 / registry {source} has no "
+                    f"field carrying fact {fact!r} (mark one with 'fact: {fact}')",
+                    ("facts", fact),
+                )
+            )
     return errors
 
 

@@ -389,7 +389,7 @@ def test_schema_prints_the_ruleset_and_catalogue_json_schemas() -> None:
     assert 0 == catalogue.returncode, catalogue.stderr
     cat_schema = json.loads(catalogue.stdout)
     assert "秒批登记库目录 / Miaopi registry catalogue" == cat_schema["title"]
-    assert {"schema_version", "registries"} == set(cat_schema["properties"])
+    assert {"schema_version", "registries", "facts"} == set(cat_schema["properties"])
     assert {"key", "fields", "modes", "no_record", "answers"} <= set(
         cat_schema["$defs"]["RegistrySpec"]["properties"]
     )
