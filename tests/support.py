@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import httpx
+import pytest
 
 from explanations import DecisionStore
 
@@ -52,3 +61,56 @@ def make_key(database_url: str, role: str) -> str:
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def running_simulator(
+    data_dir: Path, log: Path, *args: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``python -m adapters.simulator`` on the shipped catalogue as a real process on a free
+    port, until it answers /healthz; yields its base URL and process, stops it after."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIAOPI_")}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "adapters.simulator", "--data-dir", str(data_dir),
+                "--registries", str(REPO_ROOT / "rulesets" / "registries.yaml"),
+                "--port", str(port), *args,
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 30
+    try:
+        with httpx.Client(base_url=base, timeout=5) as client:
+            while True:
+                if process.poll() is not None:
+                    pytest.fail(f"simulator exited with {process.returncode}:\n{log.read_text()}")
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"simulator did not answer /healthz within 30 s:\n{log.read_text()}"
+                    )
+                time.sleep(0.1)
+        yield base, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()

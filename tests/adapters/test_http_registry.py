@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -23,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from support import running_simulator
 
 from adapters.base import Adapter, AdapterFailure, ClaimValues, Lookup, LookupMode
 from adapters.http import HttpRegistry, build_http_registries
@@ -83,41 +82,14 @@ class Simulator:
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> Iterator[Simulator]:
     """One simulator on the demo data (no token, no faults), started once for this module."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("simulator") / "simulator.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIAOPI_")}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "adapters.simulator", "--data-dir", str(demo_dir),
-                "--registries", str(CATALOGUE), "--port", str(port), "--seed", "7",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    deadline = time.monotonic() + 30
-    with httpx.Client(base_url=base, timeout=5) as client:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"simulator exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if client.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"simulator did not answer /healthz within 30 s:\n{log.read_text()}")
-            time.sleep(0.1)
+    with (
+        running_simulator(demo_dir, log, "--seed", "7") as (base, process),
+        httpx.Client(base_url=base, timeout=5) as client,
+    ):
         yield Simulator(base, process, log, client)
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    if process.returncode not in (0, -15):
+        pytest.fail(f"simulator ended with {process.returncode}:\n{log.read_text()}")
 
 
 @pytest.fixture(autouse=True)
