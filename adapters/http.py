@@ -206,9 +206,7 @@ class HttpRegistry:
             return cached
         if not self.breaker.allow():
             self._count("CIRCUIT_OPEN")
-            raise AdapterFailure(
-                code="CIRCUIT_OPEN", message=f"{self.source}: circuit open after repeated failures"
-            )
+            raise self._circuit_open()
         started = time.monotonic()
         try:
             self._take_quota(now)  # every attempt counts; a refusal here calls nothing
@@ -248,6 +246,11 @@ class HttpRegistry:
         self._count(lookup.status.upper())
         self.cache.put(subject, lookup)
         return lookup
+
+    def _circuit_open(self) -> AdapterFailure:
+        return AdapterFailure(
+            code="CIRCUIT_OPEN", message=f"{self.source}: circuit open after repeated failures"
+        )
 
     def _take_quota(self, now: dt.datetime) -> None:
         allowed = self.quota.take(now)
@@ -298,10 +301,7 @@ class HttpRegistry:
         try:
             async with self._bulkhead:
                 if self.breaker.state == "open":  # it opened while this call queued
-                    raise AdapterFailure(
-                        code="CIRCUIT_OPEN",
-                        message=f"{self.source}: circuit open after repeated failures",
-                    )
+                    raise self._circuit_open()
                 self.in_flight += 1
                 try:
                     async for attempt in retrying:

@@ -133,7 +133,6 @@ def build_context(settings: Settings, service: DecisionService | None = None) ->
             registries=deployment.registries,
             store=store,
             pseudonym_key=secrets.pseudonym_key,
-            adapter_timeout_s=settings.adapter_timeout_s,
             budget_ms=settings.evidence_budget_ms,
             budgets=settings.evidence_budgets,
         )

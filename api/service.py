@@ -223,6 +223,34 @@ _OUTCOME_EN = {
 }
 
 
+def _evidence_reason(item: EvidenceItem) -> Reason | None:
+    """Why a source's answer cannot decide: failed, holds no record, or was not asked."""
+    name_zh = item.source_name_zh or item.source
+    name_en = item.source_name_en or item.source
+    if item.status == "error":
+        code = ReasonCode.EVIDENCE_UNAVAILABLE
+        zh = f"数据源{name_zh}{_OUTCOME_ZH.get(item.outcome or '', '暂时无法查询')}（{item.outcome}），相关条件转人工审核。"
+        en = f"{name_en}: {_OUTCOME_EN.get(item.outcome or '', 'could not be asked')} ({item.outcome}); the criteria needing it are referred to a person."
+    elif item.status == "not_found":
+        code = ReasonCode.EVIDENCE_NOT_FOUND
+        zh = f"数据源{name_zh}中没有查到相关记录。"
+        en = f"{name_en} holds no record for this applicant."
+    elif item.status == "skipped":
+        code = ReasonCode.EVIDENCE_NOT_FOUND
+        zh = f"未能向数据源{name_zh}查询：查询所需的信息（{item.key_expression}）未能取得。"
+        en = f"{name_en} was not asked: what the query needs ({item.key_expression}) could not be obtained."
+    else:
+        return None
+    return Reason(
+        code=code,
+        evidence=item.id,
+        source=item.source,
+        outcome=item.outcome,
+        message_zh=zh,
+        message_en=en,
+    )
+
+
 def _stamp(future: Future[Lookup]) -> None:
     future.done_at = time.perf_counter()  # type: ignore[attr-defined]
 
@@ -285,7 +313,6 @@ class DecisionService:
         store: DecisionStore | None,
         pseudonym_key: str,
         registries: RegistryCatalogue | None = None,
-        adapter_timeout_s: float = 2.0,
         budget_ms: int = 800,
         budgets: Mapping[str, int] | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
@@ -297,7 +324,6 @@ class DecisionService:
         self.store = store
         self.key = pseudonym_key.encode("utf-8")
         self.key_id = key_id(pseudonym_key)
-        self.timeout = adapter_timeout_s
         self.budget_ms = budget_ms
         """How long one decision may wait for all its evidence (per service in ``budgets``)."""
         self.budgets = dict(budgets or {})
@@ -683,41 +709,7 @@ class DecisionService:
             evidence=evidence,
         )
         evaluation = evaluate(prepared.ruleset, env)
-        extra: list[Reason] = []
-        for item in items:
-            if item.status == "error":
-                extra.append(
-                    Reason(
-                        code=ReasonCode.EVIDENCE_UNAVAILABLE,
-                        evidence=item.id,
-                        source=item.source,
-                        outcome=item.outcome,
-                        message_zh=f"数据源{item.source_name_zh or item.source}{_OUTCOME_ZH.get(item.outcome or '', '暂时无法查询')}（{item.outcome}），相关条件转人工审核。",
-                        message_en=f"{item.source_name_en or item.source}: {_OUTCOME_EN.get(item.outcome or '', 'could not be asked')} ({item.outcome}); the criteria needing it are referred to a person.",
-                    )
-                )
-            elif item.status == "not_found":
-                extra.append(
-                    Reason(
-                        code=ReasonCode.EVIDENCE_NOT_FOUND,
-                        evidence=item.id,
-                        source=item.source,
-                        outcome=item.outcome,
-                        message_zh=f"数据源{item.source_name_zh or item.source}中没有查到相关记录。",
-                        message_en=f"{item.source_name_en or item.source} holds no record for this applicant.",
-                    )
-                )
-            elif item.status == "skipped":
-                extra.append(
-                    Reason(
-                        code=ReasonCode.EVIDENCE_NOT_FOUND,
-                        evidence=item.id,
-                        source=item.source,
-                        outcome=item.outcome,
-                        message_zh=f"未能向数据源{item.source_name_zh or item.source}查询：查询所需的信息（{item.key_expression}）未能取得。",
-                        message_en=f"{item.source_name_en or item.source} was not asked: what the query needs ({item.key_expression}) could not be obtained.",
-                    )
-                )
+        extra = [r for r in map(_evidence_reason, items) if r is not None]
         return Decided(prepared, evaluation, items, env, self.clock(), extra)
 
     def build_record(

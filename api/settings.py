@@ -23,7 +23,6 @@ class Settings(BaseModel):
     """The registry catalogue; ``None``: ``registries.yaml`` in the rulesets folder."""
     database_url: str = "sqlite:///var/miaopi.db"
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
-    adapter_timeout_s: float = Field(default=2.0, gt=0)
     evidence_budget_ms: int = Field(default=800, ge=1, le=60_000)
     """How long one decision may wait for all of its evidence."""
     evidence_budgets: dict[str, int] = Field(default_factory=dict)
@@ -80,7 +79,6 @@ class Settings(BaseModel):
             "registries": "MIAOPI_REGISTRIES",
             "database_url": "DATABASE_URL",
             "max_body_bytes": "MIAOPI_MAX_BODY_BYTES",
-            "adapter_timeout_s": "MIAOPI_ADAPTER_TIMEOUT_S",
             "evidence_budget_ms": "MIAOPI_EVIDENCE_BUDGET_MS",
             "registry_url": "MIAOPI_REGISTRY_URL",
             "pseudonym_key": "MIAOPI_PSEUDONYM_KEY",
