@@ -20,6 +20,7 @@ __all__ = [
     "LookupMode",
     "LookupStatus",
     "Provenance",
+    "canonical_rows",
     "raw_hash",
 ]
 
@@ -108,9 +109,13 @@ class Adapter(Protocol):
     ) -> Lookup: ...
 
 
-def raw_hash(records: Sequence[Mapping[str, object]]) -> str:
-    """SHA-256 of the canonical JSON of raw registry records (keys sorted, UTF-8)."""
-    payload = json.dumps(
+def canonical_rows(records: Sequence[Mapping[str, object]]) -> str:
+    """The canonical JSON of raw registry records (a list; keys sorted, UTF-8 kept)."""
+    return json.dumps(
         list(records), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
     )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def raw_hash(records: Sequence[Mapping[str, object]]) -> str:
+    """SHA-256 of the canonical JSON of raw registry records (keys sorted, UTF-8)."""
+    return hashlib.sha256(canonical_rows(records).encode("utf-8")).hexdigest()

@@ -40,7 +40,7 @@ from adapters.base import (
     Lookup,
     LookupMode,
     Provenance,
-    raw_hash,
+    canonical_rows,
 )
 from engine.registries import (
     RegistryCatalogue,
@@ -145,6 +145,14 @@ class _Row:
     line: int
     raw: RawRow
     typed: dict[str, FactValue]
+    canonical: str | None = field(default=None, compare=False)
+    """The raw row's canonical JSON, made on its first lookup (rows never change)."""
+
+    def canonical_json(self) -> str:
+        if self.canonical is None:  # a cache, so the frozen row may be written once
+            object.__setattr__(self, "canonical", canonical_rows([self.raw])[1:-1])
+        assert self.canonical is not None
+        return self.canonical
 
 
 def _text(v: object) -> str:
@@ -250,7 +258,11 @@ class FileRegistry:
             adapter_version=self.version,
             reference=",".join(refs) or None,
             retrieved_at=now,
-            raw_sha256=raw_hash([r.raw for r in rows]) if rows else None,
+            raw_sha256=hashlib.sha256(
+                ("[" + ",".join(r.canonical_json() for r in rows) + "]").encode("utf-8")
+            ).hexdigest()
+            if rows
+            else None,
         )
 
     def lookup(

@@ -271,6 +271,11 @@ def create_app(
             "this Idempotency-Key was already used with a different request body",
         )
 
+    @app.get("/livez", tags=["ops"], response_class=PlainTextResponse)
+    def livez() -> PlainTextResponse:
+        """Liveness: the process answers (no database, no registries; for probes and benchmarks)."""
+        return PlainTextResponse("ok")
+
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:
         """Which registries loaded and which rulesets can decide (``degraded`` if any cannot)."""

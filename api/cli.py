@@ -57,7 +57,10 @@ def _settings(**overrides: object) -> Any:
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
-    workers: int = typer.Option(1, help="processes; durable_rules runs on one thread per process"),
+    workers: int = typer.Option(
+        os.cpu_count() or 1,
+        help="processes (default: one per core); durable_rules runs on one thread per process",
+    ),
     data_dir: DataDir = None,
     rulesets: Rulesets = None,
     registries: Registries = None,
@@ -107,7 +110,14 @@ def serve(
         os.environ["MIAOPI_REGISTRIES"] = str(settings.registries)
     os.environ["DATABASE_URL"] = settings.database_url
     uvicorn.run(
-        "api.main:app", host=host, port=port, workers=workers, log_level="warning", access_log=False
+        "api.main:app",
+        host=host,
+        port=port,
+        workers=workers,
+        http="httptools",
+        loop="uvloop",
+        log_level="warning",
+        access_log=False,
     )
 
 

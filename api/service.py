@@ -53,6 +53,7 @@ from explanations import (
     MaskedApplicant,
     OutputColumn,
     StoredDecision,
+    Unsealed,
     canonical_json,
     decision_response,
     is_personal_field,
@@ -796,15 +797,14 @@ class DecisionService:
             )
         prepared = self.prepare(request)
         decided = self.decide_prepared(prepared)
-        decision_id = self.new_id()
-
-        def build(seq: int, prev_hash: str) -> ExplanationRecordV1:
-            return self.build_record(decided, decision_id=decision_id, seq=seq, prev_hash=prev_hash)
-
+        # Built and encoded here, outside the chain's lock; the store only seals and writes it.
+        record = Unsealed(
+            self.build_record(decided, decision_id=self.new_id(), seq=0, prev_hash="")
+        )
         stored = self.store.append(
             idempotency_key=idempotency_key,
             request_sha256=body_sha256,
-            build=build,
+            record=record,
             on_stored=self.on_stored,
         )
         if not stored.replayed:

@@ -19,7 +19,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -277,12 +277,17 @@ HEADS = LogHeadRow.__table__  # type: ignore[attr-defined]
 class DbNodes:
     """Perfect-subtree roots read (and, during an append, written) on one connection."""
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(
+        self, conn: sa.Connection, known: Mapping[tuple[int, int], bytes] | None = None
+    ) -> None:
         self.conn = conn
         self.cache: dict[tuple[int, int], bytes] = {}
+        """Nodes read or written on this connection (written ones are not committed yet)."""
+        self.known = known or {}
+        """Nodes known to be committed (read only here)."""
 
     def get(self, level: int, idx: int) -> bytes:
-        found = self.cache.get((level, idx))
+        found = self.cache.get((level, idx)) or self.known.get((level, idx))
         if found is None:
             row = self.conn.execute(
                 sa.select(NODES.c.hash).where(NODES.c.level == level, NODES.c.idx == idx)

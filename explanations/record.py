@@ -29,6 +29,7 @@ __all__ = [
     "MaskedApplicant",
     "OutputColumn",
     "RemedyNotice",
+    "Unsealed",
     "canonical_json",
     "decision_response",
     "is_personal_field",
@@ -464,6 +465,48 @@ class HumanDecisionRecord(BaseModel):
 
 
 AnyRecord = ExplanationRecordV1 | HumanDecisionRecord
+
+
+class Unsealed:
+    """A record encoded once, ahead of its place in the chain.
+
+    Everything but ``seq`` and ``prev_hash`` is encoded here, outside the chain's lock;
+    ``seal`` then merges those two into the sorted members and hashes the result, which is
+    exactly ``canonical_json`` of the whole record (one canonical encoding, whoever seals).
+    """
+
+    __slots__ = ("members", "record", "response")
+
+    _CHAIN = frozenset({"seq", "prev_hash", "record_hash"})
+
+    def __init__(self, record: AnyRecord) -> None:
+        self.record = record
+        data = record.model_dump(mode="json", exclude=set(self._CHAIN))
+        self.members = sorted(
+            (k, f"{canonical_json(k)}:{canonical_json(v)}") for k, v in data.items()
+        )
+        self.response: dict[str, Any] | None = (
+            decision_response(record) if isinstance(record, ExplanationRecordV1) else None
+        )
+        """The platform's answer but for ``record_hash`` (set when sealed)."""
+
+    def seal(self, seq: int, prev_hash: str) -> tuple[AnyRecord, str, dict[str, Any]]:
+        """The record at ``seq`` after ``prev_hash``, its hashed text, and its response."""
+        members = sorted(
+            [
+                *self.members,
+                ("prev_hash", f'"prev_hash":{canonical_json(prev_hash)}'),
+                ("seq", f'"seq":{int(seq)}'),
+            ]
+        )
+        body = "{" + ",".join(m for _, m in members) + "}"
+        digest = text_hash(body)
+        record = self.record.model_copy(
+            update={"seq": seq, "prev_hash": prev_hash, "record_hash": digest}
+        )
+        if self.response is None:
+            return record, body, response_of(record)
+        return record, body, {**self.response, "record_hash": digest}
 
 
 def parse_record(body: dict[str, Any]) -> AnyRecord:

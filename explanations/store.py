@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +34,7 @@ from explanations.log import (
 from explanations.record import (
     AnyRecord,
     ExplanationRecordV1,
+    Unsealed,
     parse_record,
     response_of,
     text_hash,
@@ -106,6 +109,41 @@ class StoredDecision:
     """Proof of inclusion in the signed log (None when the store has no signing key)."""
 
 
+class _Pending:
+    """One append waiting for its group commit."""
+
+    __slots__ = ("build", "done", "key", "on_stored", "record", "request_sha256", "result")
+
+    def __init__(
+        self,
+        key: str,
+        request_sha256: str,
+        build: Callable[[int, str], AnyRecord] | None,
+        record: Unsealed | None,
+        on_stored: Callable[[sa.Connection, AnyRecord], None] | None,
+    ) -> None:
+        self.key = key
+        self.request_sha256 = request_sha256
+        self.build = build
+        self.record = record
+        self.on_stored = on_stored
+        self.done = False
+        self.result: StoredDecision | Exception | None = None
+
+    def settle(self, result: StoredDecision | Exception) -> None:
+        self.result = result
+        self.done = True
+
+    def fail(self, exc: Exception) -> None:
+        self.settle(exc)
+
+    def outcome(self) -> StoredDecision:
+        if isinstance(self.result, Exception):
+            raise self.result
+        assert self.result is not None
+        return self.result
+
+
 @dataclass(frozen=True)
 class VerifyProblem:
     seq: int | None
@@ -138,6 +176,7 @@ class DecisionStore:
         origin: str = "miaopi",
         checkpoint_file: Path | None = None,
         checkpoint_every: int = 1000,
+        max_batch: int = 256,
     ) -> None:
         self.url = url
         self.signing_key = signing_key
@@ -145,14 +184,21 @@ class DecisionStore:
         self.checkpoint_file = checkpoint_file
         self.checkpoint_every = checkpoint_every
         self._last_filed = -1
-        self._append_lock = threading.Lock()
-        """On SQLite, appends of one process queue here, in order, instead of in SQLite's
-        busy handler (which sleeps and polls, and is not fair: multi-second tails)."""
+        self.max_batch = max_batch
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
+        self._leader = threading.Lock()
+        """Held by the thread writing a group; the others queue behind it (see ``append``)."""
+        self._nodes: dict[tuple[int, int], bytes] = {}
+        """Committed tree nodes, read by the next proofs (bounded; see ``_remember_nodes``)."""
+        self._lock_path: Path | None = None
+        self._lock_file: Any = None
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
+            path = url.split("///", 1)[-1].split("?", 1)[0]
+            if path and path != ":memory:" and not path.startswith("file:"):
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self._lock_path = Path(path + "-append.lock")
             self.engine = create_engine(
                 url, connect_args={"check_same_thread": False, "isolation_level": None}
             )
@@ -240,7 +286,7 @@ class DecisionStore:
         receipt is then proven against that head.
         """
         assert self.signing_key is not None
-        nodes = DbNodes(conn)
+        nodes = DbNodes(conn, self._nodes)
         nodes.extend(size, leaves)
         new_size = size + len(leaves)
         head = Checkpoint.sign(
@@ -292,34 +338,74 @@ class DecisionStore:
         *,
         idempotency_key: str,
         request_sha256: str,
-        build: Callable[[int, str], AnyRecord],
+        build: Callable[[int, str], AnyRecord] | None = None,
+        record: Unsealed | None = None,
         on_stored: Callable[[sa.Connection, AnyRecord], None] | None = None,
     ) -> StoredDecision:
         """Store one decision and its record atomically, extending the hash chain.
 
-        ``build(seq, prev_hash)`` makes the (unsealed) record once the chain is locked; it is
-        hashed here, once, over exactly the text that is stored. If the key is already stored
-        (a concurrent retry), the stored response is returned; with a different request body,
-        ``IdempotencyConflict`` is raised.
-        """
-        if self.is_sqlite:
-            with self._append_lock:
-                return self._append(idempotency_key, request_sha256, build, on_stored)
-        return self._append(idempotency_key, request_sha256, build, on_stored)
+        The record comes encoded (``record``, built and encoded by the caller outside any
+        lock) or as ``build(seq, prev_hash)``, called once the chain is locked. Either way it
+        is hashed here, once, over exactly the text that is stored. If the key is already
+        stored (a concurrent retry), the stored response is returned; with a different
+        request body, ``IdempotencyConflict`` is raised.
 
-    def _append(
-        self,
-        idempotency_key: str,
-        request_sha256: str,
-        build: Callable[[int, str], AnyRecord],
-        on_stored: Callable[[sa.Connection, AnyRecord], None] | None,
-    ) -> StoredDecision:
+        Group commit: appends that arrive while another is being written wait, then go
+        together in the next transaction (one fsync, one tree update, one signed head);
+        each returns only once its own transaction has committed.
+        """
+        assert (build is None) != (record is None), "give build or record"
+        item = _Pending(idempotency_key, request_sha256, build, record, on_stored)
+        with self._queue_lock:
+            self._queue.append(item)
+        with self._leader:
+            while not item.done:
+                with self._queue_lock:
+                    batch = self._queue[: self.max_batch]
+                    del self._queue[: self.max_batch]
+                self._commit(batch)
+        return item.outcome()
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        """Write ``batch`` in one transaction; if that fails, each on its own."""
+        try:
+            self._write(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].fail(exc)
+                return
+            log.warning("group_commit_retried_singly", size=len(batch), error=type(exc).__name__)
+            for item in batch:
+                try:
+                    self._write([item])
+                except Exception as single:
+                    item.fail(single)
+
+    @contextlib.contextmanager
+    def _cross_process_lock(self) -> Iterator[None]:
+        """On a SQLite file, queue writers of all processes in the kernel (flock) rather than
+        in SQLite's busy handler, which sleeps and polls (tens of ms of tail latency)."""
+        if self._lock_path is None:
+            yield
+            return
+        if self._lock_file is None:
+            self._lock_file = self._lock_path.open("a+b")
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+
+    def _write(self, batch: list[_Pending]) -> None:
         decisions, records, heads = (
             DecisionRow.__table__,  # type: ignore[attr-defined]
             RecordRow.__table__,  # type: ignore[attr-defined]
             ChainHead.__table__,  # type: ignore[attr-defined]
         )
-        with self.engine.connect() as conn:
+        done: list[tuple[_Pending, StoredDecision | Exception]] = []
+        written: list[tuple[_Pending, AnyRecord, dict[str, Any]]] = []
+        nodes: DbNodes | None = None
+        with self._cross_process_lock(), self.engine.connect() as conn:
             conn.info["write"] = True
             try:
                 with conn.begin():
@@ -327,68 +413,152 @@ class DecisionStore:
                     if not self.is_sqlite:
                         head_q = head_q.with_for_update()
                     head_seq, head_hash = conn.execute(head_q).one()
-                    existing = conn.execute(
-                        sa.select(
-                            decisions.c.id, decisions.c.request_sha256, decisions.c.response_json
-                        ).where(decisions.c.idempotency_key == idempotency_key)
-                    ).first()
-                    if existing is not None:
-                        if existing.request_sha256 != request_sha256:
-                            raise IdempotencyConflict(idempotency_key)
-                        return StoredDecision(
-                            existing.id,
-                            json.loads(existing.response_json),
-                            True,
-                            self._receipt(conn, existing.id),
+                    keys = list({item.key for item in batch})
+                    existing = {
+                        row.idempotency_key: row
+                        for row in conn.execute(
+                            sa.select(
+                                decisions.c.id,
+                                decisions.c.idempotency_key,
+                                decisions.c.request_sha256,
+                                decisions.c.response_json,
+                            ).where(decisions.c.idempotency_key.in_(keys))
                         )
-                    record, body = build(head_seq + 1, head_hash).sealed()
-                    response = response_of(record)
-                    conn.execute(
-                        decisions.insert().values(
-                            id=record.decision_id,
-                            idempotency_key=idempotency_key,
-                            request_sha256=request_sha256,
-                            application_id=record.application_id,
-                            service=record.service,
-                            ruleset_version=record.ruleset_version,
-                            outcome=record.outcome.value,
-                            created_at=record.decided_at,
-                            response_json=json.dumps(response, ensure_ascii=False),
+                    }
+                    fresh: dict[str, tuple[_Pending, AnyRecord, dict[str, Any]]] = {}
+                    decision_rows: list[dict[str, Any]] = []
+                    record_rows: list[dict[str, Any]] = []
+                    for item in batch:
+                        prior = existing.get(item.key)
+                        if prior is not None:
+                            if prior.request_sha256 != item.request_sha256:
+                                done.append((item, IdempotencyConflict(item.key)))
+                            else:
+                                done.append(
+                                    (
+                                        item,
+                                        StoredDecision(
+                                            prior.id,
+                                            json.loads(prior.response_json),
+                                            True,
+                                            self._receipt(conn, prior.id),
+                                        ),
+                                    )
+                                )
+                            continue
+                        if item.key in fresh:  # the same key twice in one batch: a retry
+                            continue  # answered below, once the first has its receipt
+                        if item.record is not None:
+                            record, body, response = item.record.seal(head_seq + 1, head_hash)
+                        else:
+                            assert item.build is not None
+                            record, body = item.build(head_seq + 1, head_hash).sealed()
+                            response = response_of(record)
+                        head_seq, head_hash = record.seq, record.record_hash
+                        fresh[item.key] = (item, record, response)
+                        written.append((item, record, response))
+                        decision_rows.append(
+                            {
+                                "id": record.decision_id,
+                                "idempotency_key": item.key,
+                                "request_sha256": item.request_sha256,
+                                "application_id": record.application_id,
+                                "service": record.service,
+                                "ruleset_version": record.ruleset_version,
+                                "outcome": record.outcome.value,
+                                "created_at": record.decided_at,
+                                "response_json": json.dumps(response, ensure_ascii=False),
+                            }
                         )
-                    )
-                    conn.execute(
-                        records.insert().values(
-                            seq=record.seq,
-                            decision_id=record.decision_id,
-                            record_json=body,
-                            prev_hash=record.prev_hash,
-                            record_hash=record.record_hash,
+                        record_rows.append(
+                            {
+                                "seq": record.seq,
+                                "decision_id": record.decision_id,
+                                "record_json": body,
+                                "prev_hash": record.prev_hash,
+                                "record_hash": record.record_hash,
+                            }
                         )
-                    )
-                    conn.execute(
-                        heads.update()
-                        .where(heads.c.id == 1)
-                        .values(seq=record.seq, record_hash=record.record_hash)
-                    )
-                    if on_stored is not None:
-                        on_stored(conn, record)
-                    receipt = None
-                    if self.signing_key is not None:
-                        leaf = LeafEntry.of(
-                            seq=record.seq,
-                            decision_id=record.decision_id,
-                            record_hash=record.record_hash,
-                            idempotency_key=idempotency_key,
-                            request_sha256=request_sha256,
+                    if written:
+                        conn.execute(decisions.insert(), decision_rows)
+                        conn.execute(records.insert(), record_rows)
+                        conn.execute(
+                            heads.update()
+                            .where(heads.c.id == 1)
+                            .values(seq=head_seq, record_hash=head_hash)
                         )
-                        nodes, head = self._extend(conn, record.seq - 1, [leaf.leaf_hash()])
-                        receipt = receipt_from(nodes.get, leaf, head)
-                if receipt is not None and self.checkpoint_file is not None:
-                    if receipt.checkpoint.size - self._last_filed >= self.checkpoint_every:
-                        self._file(receipt.checkpoint)
-                return StoredDecision(record.decision_id, response, False, receipt)
+                        for item, record, _ in written:
+                            if item.on_stored is not None:
+                                item.on_stored(conn, record)
+                    receipts: dict[str, Receipt | None] = {}
+                    if written and self.signing_key is not None:
+                        leaves = [
+                            LeafEntry.of(
+                                seq=record.seq,
+                                decision_id=record.decision_id,
+                                record_hash=record.record_hash,
+                                idempotency_key=item.key,
+                                request_sha256=item.request_sha256,
+                            )
+                            for item, record, _ in written
+                        ]
+                        size = written[0][1].seq - 1
+                        nodes, head = self._extend(
+                            conn, size, [leaf.leaf_hash() for leaf in leaves]
+                        )
+                        for leaf in leaves:
+                            receipts[leaf.decision_id] = receipt_from(nodes.get, leaf, head)
+                    for item, record, response in written:
+                        done.append(
+                            (
+                                item,
+                                StoredDecision(
+                                    record.decision_id,
+                                    response,
+                                    False,
+                                    receipts.get(record.decision_id),
+                                ),
+                            )
+                        )
+                    for item in batch:  # the second of a key in this batch: a retry of the first
+                        first = fresh.get(item.key)
+                        if first is None or first[0] is item:
+                            continue
+                        first_item, record, response = first
+                        if first_item.request_sha256 != item.request_sha256:
+                            done.append((item, IdempotencyConflict(item.key)))
+                        else:
+                            receipt = receipts.get(record.decision_id)
+                            done.append(
+                                (item, StoredDecision(record.decision_id, response, True, receipt))
+                            )
             finally:
                 conn.info.pop("write", None)
+        # Committed: only now may anyone be told.
+        if nodes is not None:
+            self._remember_nodes(nodes.cache)
+        for item, result in done:
+            item.settle(result)
+        if written and self.signing_key is not None and self.checkpoint_file is not None:
+            last = next(
+                (
+                    r.receipt
+                    for _, r in reversed(done)
+                    if isinstance(r, StoredDecision) and r.receipt
+                ),
+                None,
+            )
+            if (
+                last is not None
+                and last.checkpoint.size - self._last_filed >= self.checkpoint_every
+            ):
+                self._file(last.checkpoint)
+
+    def _remember_nodes(self, committed: dict[tuple[int, int], bytes]) -> None:
+        """Keep committed tree nodes for the next proofs (they never change once written)."""
+        if len(self._nodes) > 8192:
+            self._nodes.clear()  # the right edge comes back on the next read
+        self._nodes.update(committed)
 
     # --- the log ---------------------------------------------------------------------------
 

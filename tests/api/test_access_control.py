@@ -31,6 +31,7 @@ STAFF = set(ROLES)
 # Every route, and who may use it. A route missing here fails the enumeration test.
 PUBLIC = {
     ("GET", "/healthz"),
+    ("GET", "/livez"),
     ("GET", "/v1/log/checkpoint"),
     ("GET", "/v1/log/public-key"),
     ("GET", "/v1/log/consistency"),

@@ -1,0 +1,269 @@
+"""Benchmark (b): HTTP decisions/s and latency under 1, 8 and 32 connections, with durable records.
+
+For each database (SQLite in a temporary folder; PostgreSQL in a fresh schema of
+``--postgres-url`` when it answers) it starts ``miaopi serve`` as a process on a free loopback
+port (file-backed demo registries from ``--data-dir``, fresh secrets in the environment, a
+platform key made with ``miaopi keys create``), then drives it with Debian's ``wrk`` (C, one
+thread per core it is given; it costs the server little):
+
+- ``ceiling``: ``GET /livez`` (no work: the HTTP stack alone) at the highest connection count;
+- ``decide``: ``POST /v1/decisions`` with the demo applications, every request a new
+  Idempotency-Key (so every one is decided, stored, chained and signed), at each connection
+  count for ``--seconds`` each.
+
+It prints decisions/s, p50/p90/p99 from wrk, the share of non-2xx answers (must be 0), the
+server's CPU seconds per decision, the decisions the database holds afterwards, and the
+machine. Install wrk with ``apt-get install wrk`` (``make bench`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psutil
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench import machine  # noqa: E402
+
+LUA = r"""
+local bodies = {}
+local n = 0
+local i = 0
+local nonce = os.getenv("BENCH_NONCE") or "x"
+local key = os.getenv("BENCH_KEY") or ""
+function setup(thread)
+  thread:set("tid", tostring(math.random(1, 1e9)))
+end
+function init(args)
+  for line in io.lines(os.getenv("BENCH_BODIES")) do
+    n = n + 1
+    bodies[n] = line
+  end
+end
+function request()
+  i = i + 1
+  local body = bodies[(i % n) + 1]
+  local headers = {}
+  headers["Content-Type"] = "application/json"
+  headers["Authorization"] = "Bearer " .. key
+  headers["Idempotency-Key"] = nonce .. "-" .. tid .. "-" .. i
+  return wrk.format("POST", "/v1/decisions", headers, body)
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wrk(
+    url: str, connections: int, seconds: int, script: Path | None, env: dict[str, str]
+) -> dict[str, float]:
+    """Run wrk; return requests/s, latency percentiles (ms) and non-2xx count."""
+    threads = max(1, min(connections, 2))
+    argv = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "--timeout",
+        "10s",
+    ]
+    if script is not None:
+        argv += ["-s", str(script)]
+    env = {**env, "BENCH_NONCE": uuid.uuid4().hex[:12]}  # every run its own keys: no replays
+    out = subprocess.run(argv + [url], capture_output=True, text=True, env=env, check=True).stdout
+    result: dict[str, float] = {}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    result["rps"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"(\d+) requests in", out)
+    result["requests"] = float(m.group(1)) if m else 0.0
+    for p in ("50", "90", "99"):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if m:
+            scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+            result[f"p{p}"] = float(m.group(1)) * scale
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    result["non2xx"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"Socket errors:.*", out)
+    result["socket_errors"] = 1.0 if m else 0.0
+    return result
+
+
+def server_cpu(pid: int) -> float:
+    """CPU seconds of the server process and its workers."""
+    try:
+        proc = psutil.Process(pid)
+        total = 0.0
+        for p in [proc, *proc.children(recursive=True)]:
+            t = p.cpu_times()
+            total += t.user + t.system
+        return total
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def fresh_postgres(url: str) -> str | None:
+    """A new schema in the PostgreSQL database at ``url``; the URL that uses it, or None."""
+    try:
+        engine = sa.create_engine(url)
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        engine.dispose()
+    except Exception as exc:  # reported, not fatal: SQLite still runs
+        print(f"bench-wrk: PostgreSQL not used ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return None
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options=-csearch_path%3D{schema}"
+
+
+def run_database(label: str, database_url: str, args: argparse.Namespace, work: Path) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIAOPI_")}
+    env["MIAOPI_PSEUDONYM_KEY"] = secrets.token_urlsafe(32)
+    env["DATABASE_URL"] = database_url
+    env["MIAOPI_SECRETS_DIR"] = str(work / "secrets")
+    env["MIAOPI_CHECKPOINT_FILE"] = str(work / f"{label}-checkpoints.txt")
+    subprocess.run(
+        [str(BIN / "miaopi"), "keys", "signing-key", "--out", str(work / "signing.key")],
+        env=env,
+        check=True,
+        capture_output=True,
+    ) if not (work / "signing.key").exists() else None
+    env["MIAOPI_SIGNING_KEY_FILE"] = str(work / "signing.key")
+    made = subprocess.run(
+        [str(BIN / "miaopi"), "keys", "create", "--role", "platform", "--label", "bench"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    key = next(t for t in made.split() if t.startswith("mpk_"))
+    port = free_port()
+    log = (work / f"{label}-server.log").open("wb")
+    argv = [
+        str(BIN / "miaopi"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(args.data_dir),
+        "--workers",
+        str(args.workers),
+    ]
+    server = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/livez", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(
+                    f"bench-wrk: server did not start; see {work / f'{label}-server.log'}"
+                )
+            time.sleep(0.2)
+        wrk_env = {
+            **os.environ,
+            "BENCH_KEY": key,
+            "BENCH_BODIES": str(work / "bodies.jsonl"),
+        }
+        script = work / "decide.lua"
+        wrk(base + "/v1/decisions", 8, 2, script, wrk_env)  # warm-up: caches, pools, pages
+        top = max(args.connections)
+        ceiling = wrk(base + "/livez", top, args.seconds, None, wrk_env)
+        lines.append(
+            f"{label:<10} ceiling  c={top:<3} {ceiling['rps']:>8,.0f} req/s  p50 {ceiling.get('p50', 0):6.2f} ms  p99 {ceiling.get('p99', 0):6.2f} ms  (GET /livez)"
+        )
+        print(lines[-1], flush=True)
+        for c in args.connections:
+            cpu0 = server_cpu(server.pid)
+            r = wrk(base + "/v1/decisions", c, args.seconds, script, wrk_env)
+            cpu = server_cpu(server.pid) - cpu0
+            per = cpu / r["requests"] * 1000 if r["requests"] else 0.0
+            lines.append(
+                f"{label:<10} decide   c={c:<3} {r['rps']:>8,.0f} dec/s  p50 {r.get('p50', 0):6.2f} ms  p90 {r.get('p90', 0):6.2f} ms  p99 {r.get('p99', 0):6.2f} ms  "
+                f"non-2xx {int(r['non2xx'])}  server CPU {per:.2f} ms/decision"
+            )
+            print(lines[-1], flush=True)
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT count(*) FROM decisions").scalar_one()
+    engine.dispose()
+    lines.append(f"{label:<10} stored   {stored:,} decisions in the database")
+    print(lines[-1], flush=True)
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path("var/bench"))
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    parser.add_argument("--databases", nargs="+", default=["sqlite", "postgres"])
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench-wrk: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    print(machine())
+    print(
+        f"workers {args.workers}, {args.seconds} s per run, load average {os.getloadavg()[0]:.2f}"
+    )
+    with tempfile.TemporaryDirectory(prefix="miaopi-bench-") as tmp:
+        work = Path(tmp)
+        (work / "decide.lua").write_text(LUA, encoding="utf-8")
+        bodies = (args.data_dir / "applications.jsonl").read_text(encoding="utf-8").splitlines()
+        (work / "bodies.jsonl").write_text(
+            "\n".join(json.dumps(json.loads(b), ensure_ascii=False) for b in bodies[:5000]) + "\n",
+            encoding="utf-8",
+        )
+        if "sqlite" in args.databases:
+            run_database("sqlite", f"sqlite:///{work / 'bench.db'}", args, work)
+        if "postgres" in args.databases:
+            url = fresh_postgres(args.postgres_url)
+            if url is not None:
+                run_database("postgres", url, args, work)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

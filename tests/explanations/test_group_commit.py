@@ -1,0 +1,234 @@
+"""Group commit: records encoded outside the chain's lock, several decisions per transaction.
+
+The promises do not change: each acknowledged decision is committed before it is answered,
+the chain and the log verify, a retried key gets the same decision, one failing append does
+not take the others with it.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from support import signing_key_path
+
+from api.secrets import load_signing_key
+from api.service import DecisionRequest, DecisionService, request_sha256
+from explanations import DecisionStore, ExplanationRecordV1, IdempotencyConflict, Unsealed
+from explanations.log import HEADS, public_key_id, verify_receipt
+from explanations.record import canonical_json, response_of, text_hash
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+def test_a_record_sealed_from_its_encoded_parts_is_the_record_sealed_whole(
+    decide: Callable[[str], ExplanationRecordV1], demo_samples: dict
+) -> None:
+    """For every shipped sample: the same text, hash and response as sealing the whole record."""
+    for name in demo_samples:
+        record = decide(name)
+        for seq, prev in ((1, "sha256:" + "0" * 64), (12345, record.record_hash or "x")):
+            whole, whole_body = record.model_copy(update={"seq": seq, "prev_hash": prev}).sealed()
+            parted, body, response = Unsealed(record).seal(seq, prev)
+            assert (whole_body, whole.record_hash) == (body, parted.record_hash), name
+            assert body == canonical_json(whole.model_dump(mode="json", exclude={"record_hash"}))
+            assert text_hash(body) == parted.record_hash
+            assert response_of(whole) == response, name
+            assert list(response_of(whole)) == list(response), name  # same key order
+
+
+def _requests(bodies: list[dict[str, Any]]) -> list[DecisionRequest]:
+    return [DecisionRequest.model_validate(b) for b in bodies]
+
+
+def test_concurrent_appends_share_transactions_and_every_one_is_stored_and_provable(
+    db_url: str,
+    make_service: Callable[[str | None], DecisionService],
+    bulk_bodies: list[dict[str, Any]],
+) -> None:
+    """16 threads × 10 decisions released at once: 160 records, seq 1…160, chain and log
+    intact, fewer signed heads than records (decisions went in groups), every receipt
+    proves its record against its signed head."""
+    service = make_service(db_url)
+    store = service.store
+    assert store is not None
+    requests = _requests(bulk_bodies[:160])
+    start = threading.Barrier(16)
+    results: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    def worker(t: int) -> None:
+        try:
+            start.wait()
+            for i in range(10):
+                request = requests[t * 10 + i]
+                results[t * 10 + i] = service.decide(
+                    request,
+                    idempotency_key=f"g-{t}-{i}",
+                    body_sha256=request_sha256(request.model_dump(mode="json")),
+                )
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(16)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=300)
+    assert [] == errors
+    count, problems = store.verify()
+    assert (160, []) == (count, problems)
+    with store.engine.connect() as conn:
+        heads = conn.execute(sa.select(sa.func.count()).select_from(HEADS)).scalar_one()
+        seqs = conn.execute(sa.text("SELECT seq FROM explanation_records ORDER BY seq")).all()
+    assert [s for (s,) in seqs] == list(range(1, 161))
+    assert heads < 160, "every decision went in a transaction of its own"
+    key = load_signing_key(signing_key_path()).public_key()
+    keys = {public_key_id(key): key}
+    for stored in results.values():
+        assert stored.replayed is False
+        assert stored.receipt is not None
+        assert [] == verify_receipt(stored.receipt, keys)
+        assert stored.receipt.leaf.record_hash == stored.response["record_hash"]
+
+
+def test_one_key_posted_by_many_threads_at_once_is_decided_once(
+    db_url: str,
+    make_service: Callable[[str | None], DecisionService],
+    bulk_bodies: list[dict[str, Any]],
+) -> None:
+    """12 threads post the same key and body at once (they may land in one group): one
+    decision, every answer the same, all but one marked replayed; a 13th with another body
+    under that key is refused."""
+    service = make_service(db_url)
+    request = _requests(bulk_bodies[:1])[0]
+    digest = request_sha256(request.model_dump(mode="json"))
+    key = f"same-{uuid.uuid4().hex}"
+    start = threading.Barrier(12)
+    answers: list[Any] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        start.wait()
+        stored = service.decide(request, idempotency_key=key, body_sha256=digest)
+        with lock:
+            answers.append(stored)
+
+    threads = [threading.Thread(target=worker) for _ in range(12)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert 12 == len(answers)
+    assert 1 == len({a.decision_id for a in answers})
+    assert 1 == len({canonical_json(a.response) for a in answers})
+    assert 11 == sum(a.replayed for a in answers)
+    other = _requests(bulk_bodies[1:2])[0]
+    with pytest.raises(IdempotencyConflict):
+        service.decide(
+            other, idempotency_key=key, body_sha256=request_sha256(other.model_dump(mode="json"))
+        )
+    assert service.store is not None
+    assert (1, []) == service.store.verify()
+
+
+def test_an_append_that_fails_takes_no_other_with_it(
+    db_url: str,
+    make_service: Callable[[str | None], DecisionService],
+    bulk_bodies: list[dict[str, Any]],
+) -> None:
+    """8 threads append at once; the hook that runs inside the transaction fails for one of
+    them: that one raises and is not stored, the other 7 are stored and the chain verifies."""
+    service = make_service(db_url)
+    store = service.store
+    assert store is not None
+    unsealed = []
+    for i, request in enumerate(_requests(bulk_bodies[:8])):
+        decided = service.decide_prepared(service.prepare(request))
+        record = service.build_record(decided, decision_id=f"d-{i}", seq=0, prev_hash="")
+        unsealed.append((request, Unsealed(record)))
+
+    def hook(conn: sa.Connection, record: Any) -> None:
+        if record.decision_id == "d-3":
+            raise RuntimeError("the review case for d-3 cannot be opened")
+
+    start = threading.Barrier(8)
+    outcome: dict[int, Any] = {}
+
+    def worker(i: int) -> None:
+        request, record = unsealed[i]
+        start.wait()
+        try:
+            outcome[i] = store.append(
+                idempotency_key=f"f-{i}",
+                request_sha256=request_sha256(request.model_dump(mode="json")),
+                record=record,
+                on_stored=hook,
+            )
+        except RuntimeError as exc:
+            outcome[i] = exc
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert isinstance(outcome[3], RuntimeError)
+    assert all(not isinstance(outcome[i], Exception) for i in range(8) if i != 3)
+    assert store.get_decision("d-3") is None
+    assert {f"d-{i}" for i in range(8) if i != 3} == {
+        outcome[i].decision_id for i in range(8) if i != 3
+    }
+    assert (7, []) == store.verify()
+
+
+def test_a_second_store_on_the_same_sqlite_file_queues_behind_the_first(
+    tmp_path: Path,
+    make_service: Callable[[str | None], DecisionService],
+    bulk_bodies: list[dict[str, Any]],
+) -> None:
+    """Two stores (as two worker processes would have) append to one SQLite file from 4
+    threads each: one chain, 80 records, intact."""
+    url = f"sqlite:///{tmp_path}/shared.db"
+    first, second = make_service(url), make_service(url)
+    requests = _requests(bulk_bodies[:80])
+    errors: list[BaseException] = []
+
+    def worker(service: DecisionService, offset: int) -> None:
+        try:
+            for i in range(10):
+                request = requests[offset + i]
+                service.decide(
+                    request,
+                    idempotency_key=f"s-{offset + i}",
+                    body_sha256=request_sha256(request.model_dump(mode="json")),
+                )
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=worker, args=(first if t % 2 else second, t * 10)) for t in range(8)
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=300)
+    assert [] == errors
+    store = DecisionStore(url, signing_key=load_signing_key(signing_key_path()))
+    try:
+        assert (80, []) == store.verify()
+    finally:
+        store.dispose()
