@@ -92,7 +92,7 @@ def wrk(
     if script is not None:
         argv += ["-s", str(script)]
     env = {**env, "BENCH_NONCE": uuid.uuid4().hex[:12]}  # every run its own keys: no replays
-    out = subprocess.run(argv + [url], capture_output=True, text=True, env=env, check=True).stdout
+    out = subprocess.run([*argv, url], capture_output=True, text=True, env=env, check=True).stdout
     result: dict[str, float] = {}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     result["rps"] = float(m.group(1)) if m else 0.0
