@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
@@ -105,6 +106,12 @@ def load_public_keys(paths: Iterable[Path]) -> dict[str, Ed25519PublicKey]:
     return keys
 
 
+@functools.lru_cache(maxsize=8)
+def _signer_id(key: Ed25519PrivateKey) -> str:
+    """The key id of a signing key (worked out once per key, not once per signature)."""
+    return public_key_id(key.public_key())
+
+
 class LeafEntry(BaseModel):
     """What one leaf of the log commits to (its canonical JSON is the leaf's data)."""
 
@@ -172,7 +179,7 @@ class Checkpoint(BaseModel):
             size=size,
             root=root.hex(),
             time=time.astimezone(dt.UTC).isoformat(timespec="microseconds"),
-            key_id=public_key_id(key.public_key()),
+            key_id=_signer_id(key),
             signature="",
         )
         sig = key.sign(unsigned.signed_text())
@@ -274,6 +281,14 @@ NODES = LogNodeRow.__table__  # type: ignore[attr-defined]
 HEADS = LogHeadRow.__table__  # type: ignore[attr-defined]
 
 
+# Built once: a statement built per call costs more to key and compile than to run.
+_NODE = sa.select(NODES.c.hash).where(
+    NODES.c.level == sa.bindparam("level"), NODES.c.idx == sa.bindparam("idx")
+)
+_NODE_INSERT = NODES.insert()
+HEAD_INSERT = HEADS.insert()
+
+
 class DbNodes:
     """Perfect-subtree roots read (and, during an append, written) on one connection."""
 
@@ -289,9 +304,7 @@ class DbNodes:
     def get(self, level: int, idx: int) -> bytes:
         found = self.cache.get((level, idx)) or self.known.get((level, idx))
         if found is None:
-            row = self.conn.execute(
-                sa.select(NODES.c.hash).where(NODES.c.level == level, NODES.c.idx == idx)
-            ).first()
+            row = self.conn.execute(_NODE, {"level": level, "idx": idx}).first()
             if row is None:
                 raise LookupError(f"log node ({level}, {idx}) is missing")
             found = self.cache[(level, idx)] = bytes.fromhex(row.hash)
@@ -311,7 +324,7 @@ class DbNodes:
                 self.cache[(level, idx)] = node
                 rows.append({"level": level, "idx": idx, "hash": node.hex()})
         if rows:
-            self.conn.execute(NODES.insert(), rows)
+            self.conn.execute(_NODE_INSERT, rows)
 
 
 def head_for(conn: sa.Connection, seq: int) -> Any:

@@ -20,6 +20,7 @@ from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from explanations import merkle
 from explanations.log import (
+    HEAD_INSERT,
     HEADS,
     NODES,
     Checkpoint,
@@ -107,6 +108,54 @@ class StoredDecision:
     replayed: bool
     receipt: Receipt | None = None
     """Proof of inclusion in the signed log (None when the store has no signing key)."""
+
+
+class _HotSql:
+    """The statements of every append, written once per dialect and run as they are.
+
+    Building a SQLAlchemy statement per call, then its cache key and parameters, cost more
+    CPU than the database did; these run through ``exec_driver_sql`` unchanged.
+    """
+
+    def __init__(self, *, sqlite: bool) -> None:
+        p = "?" if sqlite else "%s"
+        self.p = p
+        self.head = "SELECT seq, record_hash FROM chain_head WHERE id = 1" + (
+            "" if sqlite else " FOR UPDATE"
+        )
+        self.by_key = (
+            "SELECT id, idempotency_key, request_sha256, response_json FROM decisions "
+            "WHERE idempotency_key IN "
+        )
+        self.insert_decision = (
+            "INSERT INTO decisions (id, idempotency_key, request_sha256, application_id, "
+            "service, ruleset_version, outcome, created_at, response_json) "
+            f"VALUES ({', '.join([p] * 9)})"
+        )
+        self.insert_record = (
+            "INSERT INTO explanation_records (seq, decision_id, record_json, prev_hash, "
+            f"record_hash) VALUES ({', '.join([p] * 5)})"
+        )
+        self.update_head = f"UPDATE chain_head SET seq = {p}, record_hash = {p} WHERE id = 1"
+        self.find = (
+            "SELECT id, idempotency_key, request_sha256, application_id, service, "
+            "ruleset_version, outcome, created_at, response_json FROM decisions "
+            f"WHERE idempotency_key = {p}"
+        )
+        self.sqlite = sqlite
+
+    def keys(self, n: int) -> str:
+        return self.by_key + "(" + ", ".join([self.p] * n) + ")"
+
+    def created_at(self, when: dt.datetime) -> object:
+        """As SQLAlchemy writes a DateTime: on SQLite, UTC text to the microsecond."""
+        if self.sqlite:
+            return (
+                when.astimezone(dt.UTC)
+                .replace(tzinfo=None)
+                .isoformat(sep=" ", timespec="microseconds")
+            )
+        return when
 
 
 class _Pending:
@@ -211,6 +260,7 @@ class DecisionStore:
 
         else:
             self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self._sql = _HotSql(sqlite=self.is_sqlite)
 
     def create_schema(self) -> None:
         SQLModel.metadata.create_all(self.engine)
@@ -296,7 +346,7 @@ class DecisionStore:
             key=self.signing_key,
             time=dt.datetime.now(dt.UTC),
         )
-        conn.execute(HEADS.insert().values(**head.to_row()))
+        conn.execute(HEAD_INSERT, head.to_row())
         return nodes, head
 
     def dispose(self) -> None:
@@ -306,9 +356,8 @@ class DecisionStore:
 
     def find_by_key(self, key: str) -> DecisionRow | None:
         """The decision stored under an idempotency key (a plain indexed read, no ORM session)."""
-        table = DecisionRow.__table__  # type: ignore[attr-defined]
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(table).where(table.c.idempotency_key == key)).first()
+            row = conn.exec_driver_sql(self._sql.find, (key,)).first()
         return None if row is None else DecisionRow.model_validate(row._asdict())
 
     def get_decision(self, decision_id: str) -> DecisionRow | None:
@@ -397,11 +446,7 @@ class DecisionStore:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
     def _write(self, batch: list[_Pending]) -> None:
-        decisions, records, heads = (
-            DecisionRow.__table__,  # type: ignore[attr-defined]
-            RecordRow.__table__,  # type: ignore[attr-defined]
-            ChainHead.__table__,  # type: ignore[attr-defined]
-        )
+        sql = self._sql
         done: list[tuple[_Pending, StoredDecision | Exception]] = []
         written: list[tuple[_Pending, AnyRecord, dict[str, Any]]] = []
         nodes: DbNodes | None = None
@@ -409,25 +454,15 @@ class DecisionStore:
             conn.info["write"] = True
             try:
                 with conn.begin():
-                    head_q = sa.select(heads.c.seq, heads.c.record_hash).where(heads.c.id == 1)
-                    if not self.is_sqlite:
-                        head_q = head_q.with_for_update()
-                    head_seq, head_hash = conn.execute(head_q).one()
+                    head_seq, head_hash = conn.exec_driver_sql(sql.head).one()
                     keys = list({item.key for item in batch})
                     existing = {
                         row.idempotency_key: row
-                        for row in conn.execute(
-                            sa.select(
-                                decisions.c.id,
-                                decisions.c.idempotency_key,
-                                decisions.c.request_sha256,
-                                decisions.c.response_json,
-                            ).where(decisions.c.idempotency_key.in_(keys))
-                        )
+                        for row in conn.exec_driver_sql(sql.keys(len(keys)), tuple(keys))
                     }
                     fresh: dict[str, tuple[_Pending, AnyRecord, dict[str, Any]]] = {}
-                    decision_rows: list[dict[str, Any]] = []
-                    record_rows: list[dict[str, Any]] = []
+                    decision_rows: list[tuple[object, ...]] = []
+                    record_rows: list[tuple[object, ...]] = []
                     for item in batch:
                         prior = existing.get(item.key)
                         if prior is not None:
@@ -458,35 +493,31 @@ class DecisionStore:
                         fresh[item.key] = (item, record, response)
                         written.append((item, record, response))
                         decision_rows.append(
-                            {
-                                "id": record.decision_id,
-                                "idempotency_key": item.key,
-                                "request_sha256": item.request_sha256,
-                                "application_id": record.application_id,
-                                "service": record.service,
-                                "ruleset_version": record.ruleset_version,
-                                "outcome": record.outcome.value,
-                                "created_at": record.decided_at,
-                                "response_json": json.dumps(response, ensure_ascii=False),
-                            }
+                            (
+                                record.decision_id,
+                                item.key,
+                                item.request_sha256,
+                                record.application_id,
+                                record.service,
+                                record.ruleset_version,
+                                record.outcome.value,
+                                sql.created_at(record.decided_at),
+                                json.dumps(response, ensure_ascii=False),
+                            )
                         )
                         record_rows.append(
-                            {
-                                "seq": record.seq,
-                                "decision_id": record.decision_id,
-                                "record_json": body,
-                                "prev_hash": record.prev_hash,
-                                "record_hash": record.record_hash,
-                            }
+                            (
+                                record.seq,
+                                record.decision_id,
+                                body,
+                                record.prev_hash,
+                                record.record_hash,
+                            )
                         )
                     if written:
-                        conn.execute(decisions.insert(), decision_rows)
-                        conn.execute(records.insert(), record_rows)
-                        conn.execute(
-                            heads.update()
-                            .where(heads.c.id == 1)
-                            .values(seq=head_seq, record_hash=head_hash)
-                        )
+                        conn.exec_driver_sql(sql.insert_decision, decision_rows)
+                        conn.exec_driver_sql(sql.insert_record, record_rows)
+                        conn.exec_driver_sql(sql.update_head, (head_seq, head_hash))
                         for item, record, _ in written:
                             if item.on_stored is not None:
                                 item.on_stored(conn, record)
