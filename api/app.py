@@ -191,6 +191,9 @@ def create_app(
 
     app = FastAPIOffline(
         redoc_url=None,
+        # FastAPI's OpenTelemetry hook asks the environment for a tracer on every request;
+        # the service reports through /metrics and its logs instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         lifespan=lifespan,
         title="秒批 Miaopi — instant-approval decision engine",
         version="0.1.0",

@@ -248,8 +248,14 @@ class DecisionStore:
             if path and path != ":memory:" and not path.startswith("file:"):
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 self._lock_path = Path(path + "-append.lock")
+            # As many pooled connections as the server has request threads: a connection
+            # opened past the pool is closed after use, and reopening one (WAL pragmas,
+            # the file) costs more than the statement it runs.
             self.engine = create_engine(
-                url, connect_args={"check_same_thread": False, "isolation_level": None}
+                url,
+                connect_args={"check_same_thread": False, "isolation_level": None},
+                pool_size=40,
+                max_overflow=40,
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
@@ -259,7 +265,7 @@ class DecisionStore:
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
 
         else:
-            self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            self.engine = create_engine(url, pool_size=15, max_overflow=5, pool_pre_ping=True)
         self._sql = _HotSql(sqlite=self.is_sqlite)
 
     def create_schema(self) -> None:
