@@ -57,3 +57,13 @@ clean:
 .PHONY: bench-http
 bench-http: setup
 	$(BIN)/python scripts/bench_http.py --decisions $${N:-1000} --clients $${CLIENTS:-8}
+
+## (b) and (c) of the benchmarks: HTTP decisions/s and p50/p90/p99 at 1, 8 and 32 connections
+## on SQLite and PostgreSQL (when 127.0.0.1:5432 answers), next to the same server's empty-
+## endpoint ceiling, driven by Debian's wrk; then RSS while deciding for RSS_SECONDS (default
+## 0: skipped; ~2,000 s is a million decisions at 500/s). Every decision is stored and signed.
+.PHONY: bench-wrk
+bench-wrk: setup
+	scripts/ensure-wrk.sh
+	@test -f var/bench/applications.jsonl || $(BIN)/miaopi demo generate --out var/bench > /dev/null
+	$(BIN)/python scripts/bench_wrk.py --data-dir var/bench --seconds $${SECONDS_PER_RUN:-10} --rss-seconds $${RSS_SECONDS:-0}

@@ -123,6 +123,39 @@ def server_cpu(pid: int) -> float:
         return 0.0
 
 
+def server_rss(pid: int) -> float:
+    """Resident memory (MiB) of the server process and its workers."""
+    try:
+        proc = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def rss_run(
+    label: str, base: str, pid: int, script: Path, env: dict[str, str], seconds: int
+) -> list[str]:
+    """Decide at 8 connections for ``seconds``, sampling the server's RSS every tenth."""
+    argv = ["wrk", "-t2", "-c8", f"-d{seconds}s", "--timeout", "10s", "-s", str(script)]
+    run = subprocess.Popen(
+        [*argv, base + "/v1/decisions"],
+        env={**env, "BENCH_NONCE": uuid.uuid4().hex[:12]},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    samples = []
+    started = time.monotonic()
+    for tenth in range(1, 11):
+        time.sleep(max(0.0, started + seconds * tenth / 10 - time.monotonic()))
+        samples.append(f"{server_rss(pid):.0f}")
+    out, _ = run.communicate()
+    m = re.search(r"(\d+) requests in", out)
+    done = int(m.group(1)) if m else 0
+    line = f"{label:<10} rss      {done:,} decisions in {seconds} s; server RSS (MiB) at each tenth: {' '.join(samples)}"
+    print(line, flush=True)
+    return [line]
+
+
 def fresh_postgres(url: str) -> str | None:
     """A new schema in the PostgreSQL database at ``url``; the URL that uses it, or None."""
     try:
@@ -212,6 +245,8 @@ def run_database(label: str, database_url: str, args: argparse.Namespace, work: 
                 f"non-2xx {int(r['non2xx'])}  server CPU {per:.2f} ms/decision"
             )
             print(lines[-1], flush=True)
+        if args.rss_seconds:
+            lines.extend(rss_run(label, base, server.pid, script, wrk_env, args.rss_seconds))
     finally:
         server.terminate()
         try:
@@ -240,6 +275,13 @@ def main() -> int:
         "--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test"
     )
     parser.add_argument("--databases", nargs="+", default=["sqlite", "postgres"])
+    parser.add_argument(
+        "--rss-seconds",
+        type=int,
+        default=0,
+        help="then decide this long at 8 connections and print the server's RSS each tenth "
+        "(at ~500/s, 2,000 s is a million decisions)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench-wrk: wrk is not installed (apt-get install wrk)", file=sys.stderr)
