@@ -15,13 +15,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import signing_key_path
 
 from api.secrets import load_signing_key
 from api.service import DecisionRequest, DecisionService, request_sha256
 from explanations import DecisionStore, ExplanationRecordV1, IdempotencyConflict, Unsealed
 from explanations.log import HEADS, public_key_id, verify_receipt
-from explanations.record import canonical_json, response_of, text_hash
+from explanations.record import canonical_json, canonical_json_of_dump, response_of, text_hash
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -232,3 +234,23 @@ def test_a_second_store_on_the_same_sqlite_file_queues_behind_the_first(
         assert (80, []) == store.verify()
     finally:
         store.dispose()
+
+
+_JSON_MODE = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_JSON_MODE)
+def test_the_fast_canonical_encoding_is_the_canonical_encoding(data: object) -> None:
+    """For any data pydantic's JSON mode can give (finite floats, any ints, any text, nested),
+    the orjson path writes exactly ``canonical_json``'s text: what ``verify_receipt`` and
+    external verifiers recompute."""
+    assert canonical_json(data) == canonical_json_of_dump(data)
