@@ -277,7 +277,6 @@ def decide(
 
     configure_logging("ERROR")
     settings = _settings(data_dir=data_dir, rulesets_dir=rulesets, registries=registries)
-    _check_folders(settings)
     try:
         body = json.loads(file.read_text(encoding="utf-8"))
         request = DecisionRequest.model_validate(body)
@@ -288,6 +287,7 @@ def decide(
             "申请须为 UTF-8 的 JSON 文件，格式同 POST /v1/decisions 的请求体",
             "the application is a UTF-8 JSON file shaped like the body of POST /v1/decisions",
         ) from None
+    _check_folders(settings)
     deployment = load_deployment(
         rulesets_dir=settings.rulesets_dir,
         data_dir=settings.data_dir,
