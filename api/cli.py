@@ -164,7 +164,8 @@ def _check_database(url: str) -> None:
         )
     if url.startswith("sqlite"):
         return  # in memory
-    engine = create_engine(url)
+    postgres = url.startswith("postgresql")
+    engine = create_engine(url, connect_args={"connect_timeout": 10} if postgres else {})
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
