@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 import json
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -714,8 +714,12 @@ def generate_demo_data(
     people: int = 10_000,
     seed: int = 20161,
     rulesets_dir: Path | None = Path("rulesets"),
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> DemoSummary:
     """Write the demo registries, sample applications and bulk applications into ``out_dir``.
+
+    ``progress(step, done, total)`` is told how far it is: step ``people`` (one per person
+    generated), then ``files`` (one per file written).
 
     The output is byte-for-byte identical for the same inputs. Layout: ``<registry>.csv``
     (see ``CSV_COLUMNS``; the talent-housing people are generated here), plus every
@@ -757,6 +761,8 @@ def generate_demo_data(
     outcome_counts: dict[str, int] = {"APPROVED": 0, "REJECTED": 0, "REFERRED": 0}
     lines: list[str] = []
     for number in range(1, people + 1):
+        if progress is not None and number % 1000 == 0:
+            progress("people", number, people)
         profile = b.rng.choices(names, weights=weights)[0]
         profile_counts[profile] += 1
         outcome_counts[outcome_of[profile]] += 1
@@ -767,8 +773,13 @@ def generate_demo_data(
         lines.append(json.dumps(body, ensure_ascii=False) + "\n")
     (out_dir / "applications.jsonl").write_text("".join(lines), encoding="utf-8", newline="\n")
 
-    for file_name, columns in CSV_COLUMNS.items():
+    steps = len(CSV_COLUMNS) + 2  # the registry files, the services' demo data, the manifests
+    for done, (file_name, columns) in enumerate(CSV_COLUMNS.items()):
+        if progress is not None:
+            progress("files", done, steps)
         _write_csv(out_dir / file_name, columns, b.tables[file_name])
+    if progress is not None:
+        progress("files", steps - 2, steps)
     services: dict[str, int] = {}
     if rulesets_dir is not None and rulesets_dir.is_dir():
         services = _merge_service_demos(out_dir, rulesets_dir)
@@ -782,6 +793,8 @@ def generate_demo_data(
         *sorted(p.name for p in out_dir.glob("*.csv") if p.name not in CSV_COLUMNS),
     ]
     rows = {name: _count_rows(out_dir / name) for name in files}
+    if progress is not None:
+        progress("files", steps - 1, steps)
     _write_manifests(out_dir, files, rulesets_dir)
     summary = DemoSummary(
         seed=seed,

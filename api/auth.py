@@ -53,6 +53,8 @@ class Role(StrEnum):
     """Policy staff (业务处室): read rulesets and their status."""
     AUDITOR = "auditor"
     """Verifies the log, replays decisions, exports records."""
+    OPS = "ops"
+    """Monitoring: reads ``/metrics`` and ``/v1/ops/health`` (no decision, no person)."""
 
 
 class ApiKeyRow(SQLModel, table=True):

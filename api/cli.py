@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -11,7 +13,10 @@ from typing import Annotated, Any, Optional
 import typer
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="秒批 instant-approval decision engine"
+    add_completion=False,
+    no_args_is_help=True,
+    help="秒批 instant-approval decision engine",
+    pretty_exceptions_show_locals=False,  # a --debug traceback must not print secrets
 )
 ruleset_app = typer.Typer(no_args_is_help=True, help="规则集 validate and test rulesets")
 audit_app = typer.Typer(no_args_is_help=True, help="审计 verify the explanation record chain")
@@ -47,10 +52,143 @@ Registries = Annotated[
 DbUrl = Annotated[Optional[str], typer.Option("--database-url", help="[env DATABASE_URL]")]  # noqa: UP045
 
 
+def _fail(zh: str, en: str, hint_zh: str, hint_en: str, *, exit_code: int = 2) -> Exception:
+    """The one-line error to raise (``错误 / error: … — 提示 / hint: …``); exit 2 by default."""
+    from api._cli_errors import CliError
+
+    return CliError(zh, en, hint_zh=hint_zh, hint_en=hint_en, exit_code=exit_code)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _show_version(value: bool) -> None:
+    if not value:
+        return
+    from importlib import metadata
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    typer.echo(f"miaopi {version('miaopi')} (durable_rules {version('durable-rules')})")
+    raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        callback=_show_version,
+        is_eager=True,
+        help="print the version (and durable_rules') and exit",
+    ),
+    _debug: bool = typer.Option(
+        False,
+        "--debug",
+        help="on an error, show the whole traceback instead of one line [env MIAOPI_DEBUG=1]",
+    ),
+) -> None:
+    """秒批 instant-approval decision engine"""
+
+
 def _settings(**overrides: object) -> Any:
     from api.settings import Settings
 
     return Settings.from_env(**overrides)
+
+
+def _check_folders(settings: Any, *, registry_url: str | None = None, data: bool = True) -> None:
+    """The rulesets folder exists, and the registry data folder when a registry reads files."""
+    from api._cli_errors import USAGE, CliError
+
+    if not settings.rulesets_dir.is_dir():
+        raise CliError(
+            f"规则集文件夹不存在：{settings.rulesets_dir}",
+            f"no rulesets folder at {settings.rulesets_dir}",
+            hint_zh="用 --rulesets 或 MIAOPI_RULESETS_DIR 指定",
+            hint_en="give it with --rulesets or MIAOPI_RULESETS_DIR",
+            exit_code=USAGE,
+        )
+    if not data or registry_url or settings.data_dir.is_dir():
+        return
+    from api.deployment import catalogue_path
+    from engine import RulesetInvalid
+    from engine.registries import load_catalogue
+
+    try:
+        catalogue = load_catalogue(catalogue_path(settings.rulesets_dir, settings.registries))
+        if all(spec.kind == "http" for spec in catalogue):
+            return  # no registry is read from a file
+    except (RulesetInvalid, OSError):
+        pass  # reported where the catalogue is loaded
+    raise CliError(
+        f"登记库数据文件夹不存在或不是文件夹：{settings.data_dir}",
+        f"no registry data folder at {settings.data_dir}",
+        hint_zh="用 --data-dir 或 MIAOPI_DATA_DIR 指定；演示数据可用 miaopi demo generate --out 文件夹 生成",
+        hint_en="give it with --data-dir or MIAOPI_DATA_DIR; make demo data with miaopi demo generate --out DIR",
+        exit_code=USAGE,
+    )
+
+
+def _check_database(url: str) -> None:
+    """Before the workers start: the URL parses, its driver loads, a database server answers,
+    and a SQLite file could be made where the URL says."""
+    from sqlalchemy import create_engine, text
+
+    from api._cli_errors import USAGE, CliError, database_path
+
+    path = database_path(url)  # raises on what is not a URL at all
+    if path is not None:
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if existing == path and not path.is_file():
+            problem = ("不是文件", "is not a file")
+        elif existing != path and not existing.is_dir():
+            problem = ("所在位置不是文件夹", "is under something that is not a folder")
+        elif not os.access(existing, os.W_OK):
+            problem = ("无写入权限", "is not writable")
+        else:
+            return
+        raise CliError(
+            f"SQLite 数据库 {path} {problem[0]}",
+            f"the SQLite database {path} {problem[1]}",
+            hint_zh="检查 --database-url 或 DATABASE_URL",
+            hint_en="check --database-url or DATABASE_URL",
+            exit_code=USAGE,
+        )
+    if url.startswith("sqlite"):
+        return  # in memory
+    postgres = url.startswith("postgresql")
+    engine = create_engine(url, connect_args={"connect_timeout": 10} if postgres else {})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+
+
+def _generate_demo(
+    out: Path, *, people: int = 10_000, seed: int = 20161, rulesets: Path | None
+) -> Any:
+    """``generate_demo_data`` with a progress bar on stderr."""
+    from adapters.demo import generate_demo_data
+    from api._progress import progress
+
+    steps = {"people": "生成演示人员 / people", "files": "写入登记库文件 / files"}
+    with progress(steps["people"], total=people) as bar:
+        return generate_demo_data(
+            out,
+            people=people,
+            seed=seed,
+            rulesets_dir=rulesets,
+            progress=lambda step, done, total: bar(done, total=total, description=steps[step]),
+        )
 
 
 @app.command()
@@ -82,23 +220,19 @@ def serve(
         data_dir=data_dir, rulesets_dir=rulesets, registries=registries, database_url=database_url
     )
     if demo:
-        from adapters.demo import demo_is_current, generate_demo_data
+        from adapters.demo import demo_is_current
 
         if not demo_is_current(settings.data_dir, settings.rulesets_dir):
             typer.echo(
                 f"生成演示数据 / generating demo registries in {settings.data_dir} …", err=True
             )
-            generate_demo_data(settings.data_dir, rulesets_dir=settings.rulesets_dir)
+            _generate_demo(settings.data_dir, rulesets=settings.rulesets_dir)
     if demo:
         os.environ["MIAOPI_DEMO"] = "1"
         settings = settings.model_copy(update={"demo": True})
-    from api.secrets import MissingSecrets
-
-    try:
-        settings.secrets()
-    except MissingSecrets as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    _check_folders(settings, registry_url=registry_url or settings.registry_url)
+    _check_database(settings.database_url)
+    settings.secrets()  # refuses to start without them (one line, exit 2)
     if demo:
         keys_file = _demo_keys(settings)
         typer.echo(f"演示用API密钥 / demo API keys (one per role): {keys_file}", err=True)
@@ -109,16 +243,26 @@ def serve(
     if settings.registries is not None:
         os.environ["MIAOPI_REGISTRIES"] = str(settings.registries)
     os.environ["DATABASE_URL"] = settings.database_url
-    uvicorn.run(
-        "api.main:app",
-        host=host,
-        port=port,
-        workers=workers,
-        http="httptools",
-        loop="uvloop",
-        log_level="warning",
-        access_log=False,
-    )
+    metrics_dir = None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker counts into files here; a scrape of any worker sums them all. A fresh
+        # folder per start: counters begin at zero, as they do with one process.
+        metrics_dir = tempfile.mkdtemp(prefix="miaopi-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            "api.main:app",
+            host=host,
+            port=port,
+            workers=workers,
+            http="httptools",
+            loop="uvloop",
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @app.command()
@@ -143,8 +287,13 @@ def decide(
         body = json.loads(file.read_text(encoding="utf-8"))
         request = DecisionRequest.model_validate(body)
     except (OSError, ValueError, pydantic.ValidationError) as exc:
-        typer.echo(f"无法读取申请 / cannot read the application {file}: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(
+            f"无法读取申请 {file}",
+            f"cannot read the application {file}: {_one_line(exc)}",
+            "申请须为 UTF-8 的 JSON 文件，格式同 POST /v1/decisions 的请求体",
+            "the application is a UTF-8 JSON file shaped like the body of POST /v1/decisions",
+        ) from None
+    _check_folders(settings)
     deployment = load_deployment(
         rulesets_dir=settings.rulesets_dir,
         data_dir=settings.data_dir,
@@ -208,14 +357,18 @@ def _load_all(path: Path, registries: Path | None) -> tuple[list[Any], list[Any]
     from engine.catalog import ruleset_files
 
     if not path.exists():
-        typer.echo(f"找不到 / not found: {path}", err=True)
-        raise typer.Exit(2)
+        raise _fail(
+            f"找不到 {path}", f"not found: {path}", "检查路径", "check the path", exit_code=2
+        )
     files = [path] if path.is_file() else ruleset_files(path)
     if not files:
-        typer.echo(
-            f"{path} 下没有规则集文件（*.yaml） / no ruleset files (*.yaml) under {path}", err=True
+        raise _fail(
+            f"{path} 下没有规则集文件（*.yaml）",
+            f"no ruleset files (*.yaml) under {path}",
+            "规则集文件放在 规则集文件夹/事项编码/版本.yaml",
+            "ruleset files live in RULESETS/<service>/<version>.yaml",
+            exit_code=1,
         )
-        raise typer.Exit(1)
     sources = _catalogue(path, registries)
     loaded, errors = [], []
     for f in files:
@@ -362,6 +515,7 @@ def ruleset_list(
 
     configure_logging("CRITICAL")
     settings = _settings(data_dir=data_dir, rulesets_dir=rulesets, registries=registries)
+    _check_folders(settings)
     deployment = load_deployment(
         rulesets_dir=settings.rulesets_dir,
         data_dir=settings.data_dir,
@@ -430,8 +584,12 @@ def _public_keys(paths: list[Path] | None, settings: Any) -> dict[str, Any]:
     try:
         return load_public_keys(paths)
     except (OSError, ValueError) as exc:
-        typer.echo(f"无法读取公钥 / cannot read the public key: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(
+            "无法读取公钥",
+            f"cannot read the public key: {_one_line(exc)}",
+            "--public-key 须为 PEM 格式的 Ed25519 公钥（或私钥）文件",
+            "--public-key takes a PEM file of the Ed25519 public (or private) key",
+        ) from None
 
 
 @audit_app.command("verify")
@@ -448,6 +606,7 @@ def audit_verify(
     public_key: PublicKeys = None,
 ) -> None:
     """Check every record, row, log node and signed head; exit 1 naming each problem."""
+    from api._progress import progress
     from explanations import DecisionStore
     from explanations.log import read_checkpoints
 
@@ -468,15 +627,19 @@ def audit_verify(
         try:
             saved.extend(read_checkpoints(path))
         except (OSError, ValueError) as exc:
-            typer.echo(f"无法读取检查点 / cannot read the checkpoint {path}: {exc}", err=True)
-            raise typer.Exit(2) from None
+            raise _fail(
+                f"无法读取检查点 {path}",
+                f"cannot read the checkpoint {path}: {_one_line(exc)}",
+                "检查点文件由 miaopi log checkpoint --out 写出（JSON 或 JSON lines，或回执）",
+                "a checkpoint file is written by miaopi log checkpoint --out (JSON, JSON lines, "
+                "or a receipt)",
+            ) from None
     store = DecisionStore(settings.database_url)
     try:
-        count, problems = store.verify(
-            keys=keys or None,
-            checkpoints=saved,
-            progress=lambda n: typer.echo(f"… {n} records checked", err=True),
-        )
+        with progress("校验记录 / verifying records", total=store.count()) as bar:
+            count, problems = store.verify(
+                keys=keys or None, checkpoints=saved, progress=lambda n: bar(n)
+            )
     finally:
         store.dispose()
     for p in problems:
@@ -491,12 +654,21 @@ def audit_verify(
 
 
 def _refuse_missing_sqlite(url: str) -> None:
-    """A read-only command never creates a database: a missing SQLite file is an error."""
-    if url.startswith("sqlite:///"):
-        path = Path(url.split("///", 1)[1])
-        if str(path) != ":memory:" and not path.exists():
-            typer.echo(f"数据库不存在 / no database at {path}", err=True)
-            raise typer.Exit(2)
+    """A read-only command never creates a database: a missing SQLite file is an error.
+
+    (SQLite would create an empty file on connect, and the store its folder.)
+    """
+    from api._cli_errors import USAGE, CliError, database_path
+
+    path = database_path(url)
+    if path is not None and not path.is_file():
+        raise CliError(
+            f"数据库不存在：{path}",
+            f"no database at {path}",
+            hint_zh="检查 --database-url 或 DATABASE_URL；此命令只读，不会新建数据库",
+            hint_en="check --database-url or DATABASE_URL; this command only reads and creates none",
+            exit_code=USAGE,
+        )
 
 
 @audit_app.command("replay")
@@ -508,12 +680,15 @@ def audit_replay(
     database_url: DbUrl = None,
 ) -> None:
     """Re-decide stored records from their recorded ruleset version and evidence; exit 1 on any difference."""
+    from api._progress import progress
     from api.settings import Settings
     from engine import RulesetCatalog
     from explanations import DecisionStore, ExplanationRecordV1, replay
     from explanations.record import parse_record
 
     settings = Settings.from_env(rulesets_dir=rulesets, database_url=database_url)
+    _refuse_missing_sqlite(settings.database_url)
+    _check_folders(settings, data=False)
     catalog = RulesetCatalog.scan(settings.rulesets_dir)
     store = DecisionStore(settings.database_url)
     checked = differing = 0
@@ -521,8 +696,12 @@ def audit_replay(
         if decision_id is not None:
             record = store.get_record(decision_id)
             if record is None:
-                typer.echo(f"未找到该决定 / no decision {decision_id}", err=True)
-                raise typer.Exit(2)
+                raise _fail(
+                    f"未找到该决定 {decision_id}",
+                    f"no decision {decision_id}",
+                    "检查决定编号与 --database-url",
+                    "check the decision id and --database-url",
+                )
             records: Iterable[ExplanationRecordV1] = [record]
         else:
             # a person's decision has no rules to replay: it is verified, not re-decided
@@ -531,27 +710,80 @@ def audit_replay(
                 for r in store.iter_records()
             )
             records = (p for p in parsed if isinstance(p, ExplanationRecordV1))
-        for record in records:
-            checked += 1
-            if checked % 1000 == 0:
-                typer.echo(f"… {checked} records replayed", err=True)
-            ruleset = catalog.get(record.service, record.ruleset_version)
-            if ruleset is None:
-                differing += 1
-                typer.echo(
-                    f"DIFFERS {record.decision_id}: ruleset {record.service}@{record.ruleset_version} is not in {settings.rulesets_dir}"
-                )
-                continue
-            result = replay(record, ruleset)
-            if not result.identical:
-                differing += 1
-                typer.echo(f"DIFFERS {record.decision_id}: {'; '.join(result.differences)}")
+        total = 1 if decision_id is not None else store.count()
+        with progress("复算记录 / replaying records", total=total) as bar:
+            for record in records:
+                checked += 1
+                if checked % 100 == 0:
+                    bar(checked)
+                ruleset = catalog.get(record.service, record.ruleset_version)
+                if ruleset is None:
+                    differing += 1
+                    typer.echo(
+                        f"DIFFERS {record.decision_id}: ruleset {record.service}@{record.ruleset_version} is not in {settings.rulesets_dir}"
+                    )
+                    continue
+                result = replay(record, ruleset)
+                if not result.identical:
+                    differing += 1
+                    typer.echo(f"DIFFERS {record.decision_id}: {'; '.join(result.differences)}")
     finally:
         store.dispose()
     if differing:
         typer.echo(f"复算不一致 / replay FAILED: {differing} of {checked} records differ")
         raise typer.Exit(1)
     typer.echo(f"复算一致 / replayed: {checked} records, all identical")
+
+
+@audit_app.command("export")
+def audit_export(
+    database_url: DbUrl = None,
+    out: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--out", help="write to this file instead of stdout (refused if it exists)"
+    ),
+    after_seq: int = typer.Option(0, "--after-seq", min=0, help="only records after this one"),
+) -> None:
+    """Every stored record as JSON lines, exactly as hashed (as ``GET /v1/audit/export``)."""
+    import sys
+
+    from api._progress import progress
+    from explanations import DecisionStore
+
+    settings = _settings(database_url=database_url)
+    _refuse_missing_sqlite(settings.database_url)
+    if out is not None and out.exists():
+        raise _fail(
+            f"文件已存在：{out}",
+            f"{out} exists: not overwritten",
+            "换一个 --out 文件名，或先移走原文件",
+            "choose another --out file, or move the old one away",
+        )
+    store = DecisionStore(settings.database_url)
+    written = 0
+    try:
+        total = store.count()
+        target = out.open("x", encoding="utf-8") if out is not None else sys.stdout
+        try:
+            with progress("导出记录 / exporting records", total=total) as bar:
+                for row in store.iter_records():
+                    if row.seq <= after_seq:
+                        continue
+                    line = {
+                        "seq": row.seq,
+                        "record_hash": row.record_hash,
+                        "record": json.loads(row.record_json),
+                    }
+                    target.write(json.dumps(line, ensure_ascii=False) + "\n")
+                    written += 1
+                    if row.seq % 100 == 0:
+                        bar(row.seq)
+        finally:
+            if out is not None:
+                target.close()
+    finally:
+        store.dispose()
+    if out is not None:
+        typer.echo(f"已导出 / exported {written} records to {out}", err=True)
 
 
 @audit_app.command("schema")
@@ -565,16 +797,14 @@ def audit_schema() -> None:
 @demo_app.command("generate")
 def demo_generate(
     out: Path = typer.Option(Path("var/demo"), "--out", help="folder to write"),
-    people: int = 10_000,
+    people: int = typer.Option(10_000, min=0, help="how many people the bulk data has"),
     seed: int = 20161,
     rulesets: Path = typer.Option(
         Path("rulesets"), "--rulesets", help="whose demo/ folders add each service's samples"
     ),
 ) -> None:
     """Write the deterministic demo registries and sample applications."""
-    from adapters.demo import generate_demo_data
-
-    summary = generate_demo_data(out, people=people, seed=seed, rulesets_dir=rulesets)
+    summary = _generate_demo(out, people=people, seed=seed, rulesets=rulesets)
     typer.echo(summary.model_dump_json(indent=2))
 
 
@@ -603,7 +833,7 @@ def _demo_keys(settings: Any) -> Path:
     return path
 
 
-Role = Annotated[str, typer.Option("--role", help="platform | reviewer | policy | auditor")]
+Role = Annotated[str, typer.Option("--role", help="platform | reviewer | policy | auditor | ops")]
 
 
 def _key_store(database_url: str | None) -> Any:
@@ -630,8 +860,12 @@ def keys_create(
     from api.auth import Role as Roles
 
     if role not in Roles.__members__.values():
-        typer.echo(f"未知角色 / unknown role {role!r}: use one of {', '.join(Roles)}", err=True)
-        raise typer.Exit(2)
+        raise _fail(
+            f"未知角色 {role!r}",
+            f"unknown role {role!r}",
+            f"可用角色：{'、'.join(Roles)}",
+            f"use one of {', '.join(Roles)}",
+        )
     keys = _key_store(database_url)
     key_id, key = keys.create(role, label=label, created_by=os.environ.get("USER", "cli"))
     typer.echo(f"已创建 / created key {key_id} for role {role}; it is shown only now:", err=True)
@@ -641,6 +875,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(database_url: DbUrl = None) -> None:
     """Every API key: id, role, label, created, revoked (never the secret)."""
+    _refuse_missing_sqlite(_settings(database_url=database_url).database_url)
     for row in _key_store(database_url).list():
         state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
         typer.echo(f"{row.id}  {row.role:<9} {state:<24} {row.created_at:%Y-%m-%d}  {row.label}")
@@ -650,8 +885,13 @@ def keys_list(database_url: DbUrl = None) -> None:
 def keys_revoke(key_id: str, database_url: DbUrl = None) -> None:
     """Revoke an API key: it stops working on the next request."""
     if not _key_store(database_url).revoke(key_id):
-        typer.echo(f"没有该密钥 / no key {key_id}", err=True)
-        raise typer.Exit(1)
+        raise _fail(
+            f"没有该密钥 {key_id}",
+            f"no key {key_id}",
+            "用 miaopi keys list 查看密钥编号",
+            "miaopi keys list shows the key ids",
+            exit_code=1,
+        )
     typer.echo(f"已吊销 / revoked {key_id}")
 
 
@@ -664,8 +904,12 @@ def keys_signing_key(
     from explanations.log import public_key_pem
 
     if out.exists():
-        typer.echo(f"文件已存在 / {out} exists: not overwritten", err=True)
-        raise typer.Exit(2)
+        raise _fail(
+            f"文件已存在：{out}",
+            f"{out} exists: not overwritten",
+            "换一个 --out 文件名，或先移走原文件",
+            "choose another --out file, or move the old one away",
+        )
     typer.echo(public_key_pem(generate_signing_key(out)), nl=False)
 
 
@@ -680,8 +924,13 @@ def keys_public_key(
     try:
         typer.echo(public_key_pem(load_signing_key(key_file)), nl=False)
     except MissingSecrets as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+        zh, _, en = _one_line(exc).partition(" / ")
+        raise _fail(
+            zh,
+            en,
+            "须为 PEM 格式的 Ed25519 私钥（miaopi keys signing-key --out 文件 生成）",
+            "a PEM Ed25519 private key (make one with miaopi keys signing-key --out FILE)",
+        ) from None
 
 
 @receipt_app.command("verify")
@@ -699,8 +948,12 @@ def receipt_verify(
 
     keys = _public_keys(public_key, _settings())
     if not keys:
-        typer.echo("需要公钥 / a public key is needed: --public-key FILE", err=True)
-        raise typer.Exit(2)
+        raise _fail(
+            "需要公钥",
+            "a public key is needed",
+            "用 --public-key 文件 指定（服务的 /v1/log/public-key 提供）",
+            "give it with --public-key FILE (the service serves it at /v1/log/public-key)",
+        )
     try:
         data = json.loads(receipt_file.read_text(encoding="utf-8"))
         receipt = Receipt.model_validate(data.get("receipt", data) if "leaf" not in data else data)
@@ -750,7 +1003,23 @@ def log_checkpoint(
 
 
 def main() -> None:
-    app()
+    """Run the CLI; an error is one line on stderr (exit 2: usage, 1: runtime), not a traceback.
+
+    ``--debug`` (anywhere before the command) or ``MIAOPI_DEBUG=1`` shows the traceback.
+    """
+    import sys
+
+    from api._cli_errors import explain
+
+    debug = os.environ.get("MIAOPI_DEBUG", "") not in ("", "0") or "--debug" in sys.argv[1:]
+    try:
+        app()
+    except Exception as exc:
+        if debug:
+            raise
+        problem = explain(exc)
+        typer.echo(problem.line(), err=True)
+        raise SystemExit(problem.exit_code) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

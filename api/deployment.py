@@ -50,30 +50,53 @@ class Deployment:
             )
         )
 
-    def health(self) -> dict[str, Any]:
+    def health(self, *, detailed: bool = True) -> dict[str, Any]:
+        """What loaded and what can decide, and why not.
+
+        ``detailed=False`` is for anyone (``/healthz``): no file paths, row numbers or cell
+        values, no row counts, and of a remote source only its breaker state.
+        """
         registries: list[dict[str, Any]] = []
         for spec in self.registries or ():
-            registries.append(
-                {
-                    "id": spec.id,
-                    "name_zh": spec.name.zh,
-                    "kind": spec.kind,
-                    "loaded": spec.id in self.adapters,
+            loaded = spec.id in self.adapters
+            entry: dict[str, Any] = {
+                "id": spec.id,
+                "name_zh": spec.name.zh,
+                "kind": spec.kind,
+                "loaded": loaded,
+            }
+            if detailed:
+                entry |= {
                     "records": self.registry_counts.get(spec.id),
                     "problem": self.registry_problems.get(spec.id),
                     "note": self.registry_notes.get(spec.id),
                     "as_of": _as_of(self.snapshots.get(spec.id)),
                     **_live_state(self.adapters.get(spec.id)),
                 }
-            )
-        return {
-            "status": "ok" if self.healthy else "degraded",
-            "catalogue": {
+            else:
+                entry |= {
+                    "problem": None if loaded else "未能加载 / did not load",
+                    "as_of": _as_of(self.snapshots.get(spec.id)),
+                    **_breaker_state(self.adapters.get(spec.id)),
+                }
+            registries.append(entry)
+        catalogue: dict[str, Any] = (
+            {
                 "path": self.registries.path if self.registries else None,
                 "problem": self.catalogue_problem,
-            },
+            }
+            if detailed
+            else {
+                "problem": "登记库目录有误 / the registry catalogue is invalid"
+                if self.catalogue_problem
+                else None
+            }
+        )
+        return {
+            "status": "ok" if self.healthy else "degraded",
+            "catalogue": catalogue,
             "registries": registries,
-            "rulesets": self.rulesets.status(),
+            "rulesets": self.rulesets.status(detailed=detailed),
         }
 
 
@@ -86,6 +109,13 @@ def _live_state(adapter: object) -> dict[str, Any]:
     """Breaker, quota and in-flight calls of a remote source (nothing for a file)."""
     health = getattr(adapter, "health", None)
     return {"live": health()} if callable(health) else {}
+
+
+def _breaker_state(adapter: object) -> dict[str, Any]:
+    """A remote source's breaker state (closed, open, half_open); nothing for a file."""
+    live = _live_state(adapter).get("live")
+    breaker = live.get("breaker") if isinstance(live, dict) else None
+    return {"breaker": breaker.get("state")} if isinstance(breaker, dict) else {}
 
 
 def catalogue_path(rulesets_dir: Path, registries: Path | None = None) -> Path:

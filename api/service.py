@@ -21,6 +21,7 @@ import structlog
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from adapters.base import Adapter, ClaimValues, Lookup, LookupMode
+from api.metrics import observe_decision
 from api.secrets import key_id
 from engine import (
     CriterionStatus,
@@ -785,6 +786,7 @@ class DecisionService:
     ) -> StoredDecision:
         """Decide and store atomically; a retried key returns the stored response."""
         assert self.store is not None, "decide() needs a store; use decide_unstored() for a dry run"
+        started = time.perf_counter()
         existing = self.store.find_by_key(idempotency_key)
         if existing is not None:
             if existing.request_sha256 != body_sha256:
@@ -815,6 +817,12 @@ class DecisionService:
                 service=request.service,
                 ruleset_version=prepared.ruleset.version,
                 outcome=decided.evaluation.outcome.value,
+            )
+            observe_decision(
+                service=prepared.ruleset.service,
+                outcome=decided.evaluation.outcome.value,
+                seconds=time.perf_counter() - started,
+                evidence=[(e.source, e.outcome or "ERROR") for e in decided.evidence],
             )
         return stored
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,6 +50,12 @@ class Settings(BaseModel):
     review_days: int = Field(default=5, ge=1, le=60)
     """Working days a reviewer has for a case when the service guide does not say."""
     log_level: str = "INFO"
+    metrics_access: Literal["local", "key", "open"] = "local"
+    """Who may read ``/metrics`` and ``/v1/ops/health``: ``local`` (default) lets a caller on
+    this machine (loopback, no proxy header) in without a key and asks anyone else for an
+    ``ops`` or ``auditor`` key; ``key`` always asks for one; ``open`` lets anyone read
+    ``/metrics`` (only on a private network: it tells how many decisions of each kind),
+    ``/v1/ops/health`` staying as under ``local``."""
     public_base_url: str = ""
 
     def secrets(self) -> Secrets:
@@ -92,6 +99,7 @@ class Settings(BaseModel):
             "oidc_roles_claim": "MIAOPI_OIDC_ROLES_CLAIM",
             "review_days": "MIAOPI_REVIEW_DAYS",
             "log_level": "MIAOPI_LOG_LEVEL",
+            "metrics_access": "MIAOPI_METRICS_ACCESS",
             "public_base_url": "MIAOPI_PUBLIC_BASE_URL",
         }
         for field, var in mapping.items():

@@ -223,13 +223,23 @@ class RulesetCatalog:
         for versions in self._by_service.values():
             yield from versions
 
-    def status(self) -> list[dict[str, object]]:
-        """One entry per ruleset file: loaded or not, servable or not, and why."""
+    def status(self, *, detailed: bool = True) -> list[dict[str, object]]:
+        """One entry per ruleset file: loaded or not, servable or not, and why.
+
+        ``detailed=False`` is what anyone may be shown: no file paths, and the short reasons a
+        client refused with 503 is given (file names only, no rows or values).
+        """
         out: list[dict[str, object]] = []
         for rs in self:
-            reasons = self.unavailable(rs) + [
-                f"{p.path}: {m}" for p in self.blocking_problems(rs.service) for m in p.messages[:1]
-            ]
+            blocking = self.blocking_problems(rs.service)
+            if detailed:
+                reasons = self.unavailable(rs) + [
+                    f"{p.path}: {m}" for p in blocking for m in p.messages[:1]
+                ]
+            else:
+                reasons = list(
+                    self._unavailable_short.get(rs.key) or self._unavailable.get(rs.key, [])
+                ) + [_does_not_load(p.path) for p in blocking]
             out.append(
                 {
                     "service": rs.service,
@@ -239,7 +249,7 @@ class RulesetCatalog:
                     "effective_to": rs.doc.effective_to.isoformat()
                     if rs.doc.effective_to
                     else None,
-                    "path": rs.path,
+                    **({"path": rs.path} if detailed else {}),
                     "servable": not reasons,
                     "problems": reasons,
                 }
@@ -252,12 +262,17 @@ class RulesetCatalog:
                     "status": p.status,
                     "effective_from": None,
                     "effective_to": None,
-                    "path": p.path,
+                    **({"path": p.path} if detailed else {}),
                     "servable": False,
-                    "problems": p.messages,
+                    "problems": p.messages if detailed else [_does_not_load(p.path)],
                 }
             )
         return out
+
+
+def _does_not_load(path: str) -> str:
+    name = Path(path).name
+    return f"规则文件 {name} 无法加载 / ruleset file {name} does not load"
 
 
 def registry_reasons(

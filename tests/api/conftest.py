@@ -50,7 +50,7 @@ def role_keys(api_app: FastAPI) -> dict[str, str]:
     keys = KeyStore(api_app.state.ctx.store.engine)
     return {
         role: keys.create(role, label=f"tests {role}")[1]
-        for role in ("platform", "reviewer", "policy", "auditor")
+        for role in ("platform", "reviewer", "policy", "auditor", "ops")
     }
 
 

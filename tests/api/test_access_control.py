@@ -25,13 +25,15 @@ from api.app import create_app
 from api.auth import KeyStore
 from api.settings import Settings
 
-ROLES = ("platform", "reviewer", "policy", "auditor")
-STAFF = set(ROLES)
+ROLES = ("platform", "reviewer", "policy", "auditor", "ops")
+STAFF = {"platform", "reviewer", "policy", "auditor"}
+OPS = {"ops", "auditor"}
 
 # Every route, and who may use it. A route missing here fails the enumeration test.
 PUBLIC = {
     ("GET", "/healthz"),
     ("GET", "/livez"),
+    ("GET", "/readyz"),
     ("GET", "/v1/log/checkpoint"),
     ("GET", "/v1/log/public-key"),
     ("GET", "/v1/log/consistency"),
@@ -60,6 +62,8 @@ ROLE_ROUTES: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/audit/replay/{decision_id}"): {"auditor"},
     ("GET", "/v1/audit/export"): {"auditor"},
     ("GET", "/v1/audit/actions"): {"auditor"},
+    ("GET", "/metrics"): OPS,  # a test client is not on this machine: a key is needed
+    ("GET", "/v1/ops/health"): OPS,
 }
 DOCS = {
     "/docs",

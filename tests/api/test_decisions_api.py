@@ -183,7 +183,7 @@ def test_a_retried_request_returns_the_stored_decision_and_stores_nothing_new(
     assert (201, "false") == (first.status_code, first.headers["Idempotent-Replayed"])
     assert (201, "true") == (second.status_code, second.headers["Idempotent-Replayed"])
     assert first.json() == second.json()
-    assert count == store.count() == client.get("/healthz").json()["decisions"]
+    assert count == store.count()
 
 
 def test_a_key_reused_with_a_different_body_is_refused(

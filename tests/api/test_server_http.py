@@ -109,8 +109,9 @@ def test_eight_clients_posting_sixteen_thousand_decisions_get_the_in_process_out
         assert {201: total} == dict(statuses)
         assert [] == mismatches[:20]
         assert server.poll() is None, "the server died under load"
-        health = httpx.get(f"{base}/healthz", timeout=10).json()
+        health = httpx.get(f"{base}/v1/ops/health", timeout=10).json()  # loopback: no key
         assert total == health["decisions"]
+        assert "decisions" not in httpx.get(f"{base}/healthz", timeout=10).json()
 
         verify = subprocess.run(
             [str(miaopi_bin), "audit", "verify", "--database-url", db_url],

@@ -273,7 +273,8 @@ def test_a_new_registry_and_service_written_only_as_yaml_and_csv_decide_through_
 
     base = serve(rulesets=rules, data_dir=data)
     with httpx.Client(base_url=base, timeout=30, headers=serve.headers) as http:
-        health = http.get("/healthz").json()
+        health = http.get("/v1/ops/health").json()  # on this machine: the full report
+        public = http.get("/healthz").text
 
         def decide(id_number: str) -> dict[str, Any]:
             body = {
@@ -301,7 +302,9 @@ def test_a_new_registry_and_service_written_only_as_yaml_and_csv_decide_through_
     error = old_age.json()["error"]
     assert "SERVICE_UNAVAILABLE" == error["code"]
     assert "death_registry" in str(error["fields"])
-    assert str(tmp_path) not in old_age.text  # operators see paths at /healthz; clients do not
+    assert str(tmp_path) not in old_age.text  # operators see paths; clients do not
+    assert str(tmp_path) not in public and "death_registry.csv" not in public
+    assert '"old-age-allowance"' in public and '"servable":false' in public
 
     assert "degraded" == health["status"]
     status = {(r["service"], r["version"]): r for r in health["rulesets"]}
@@ -344,7 +347,7 @@ def test_a_malformed_data_file_is_one_line_naming_file_row_and_column(
     damage: Callable[[str], str],
     where: str,
 ) -> None:
-    """A damaged registry file is reported in one line at /healthz; its service answers 503."""
+    """A damaged registry file is reported in one line at /v1/ops/health; its service answers 503."""
     rules, data = tmp_path / "rulesets", tmp_path / "data"
     shutil.copytree(rulesets_dir, rules, ignore=shutil.ignore_patterns("demo"))
     shutil.copytree(demo_dir, data)
@@ -357,8 +360,10 @@ def test_a_malformed_data_file_is_one_line_naming_file_row_and_column(
     base = serve(rulesets=rules, data_dir=data)
     with httpx.Client(base_url=base, timeout=30, headers=serve.headers) as http:
         problem = next(
-            r for r in http.get("/healthz").json()["registries"] if r["id"] == "veterans"
+            r for r in http.get("/v1/ops/health").json()["registries"] if r["id"] == "veterans"
         )
+        public = next(r for r in http.get("/healthz").json()["registries"] if r["id"] == "veterans")
     text = problem["problem"]
     assert "veterans.csv" in text and where in text and "\n" not in text
     assert "Traceback" not in text
+    assert (False, "未能加载 / did not load") == (public["loaded"], public["problem"])
