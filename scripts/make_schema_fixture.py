@@ -233,7 +233,9 @@ def fill(tree: Path, demo: Path, url: str, key_file: Path, checkpoints: Path) ->
         records = [
             {"seq": r.seq, "decision_id": r.decision_id, "record_hash": r.record_hash}
             for r in conn.execute(
-                sa.text("SELECT seq, decision_id, record_hash FROM explanation_records ORDER BY seq")
+                sa.text(
+                    "SELECT seq, decision_id, record_hash FROM explanation_records ORDER BY seq"
+                )
             )
         ]
         counts = {
