@@ -69,6 +69,8 @@ class SchemaState:
     head: str
     legacy: bool = False
     """Tables made before migrations, no revision recorded."""
+    known: bool = True
+    """The revision is one this program ships (False: a newer program migrated it)."""
 
     @property
     def at_head(self) -> bool:
@@ -77,11 +79,6 @@ class SchemaState:
     @property
     def empty(self) -> bool:
         return self.revision is None and not self.legacy
-
-    @property
-    def known(self) -> bool:
-        """The revision is one this program ships (False: a newer program migrated it)."""
-        return self.revision is None or self.revision in _revisions(SCRIPT_LOCATION)
 
     def describe_zh(self) -> str:
         if self.legacy:
@@ -172,7 +169,9 @@ def _state(conn: sa.Connection, script_location: str) -> SchemaState:
     rows = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
     if len(rows) > 1:
         raise RuntimeError(f"{VERSION_TABLE} holds several revisions {rows}: branches are not used")
-    return SchemaState(rows[0] if rows else None, target)
+    revision = rows[0] if rows else None
+    known = revision is None or revision in _revisions(script_location)
+    return SchemaState(revision, target, known=known)
 
 
 def current(target: sa.Engine | str, *, script_location: str = SCRIPT_LOCATION) -> SchemaState:
@@ -222,9 +221,7 @@ def upgrade(target: sa.Engine | str, *, script_location: str = SCRIPT_LOCATION) 
             with _locked(conn):
                 found = _state(conn, script_location)  # another process may have done it
                 if not found.at_head:
-                    if found.revision is not None and found.revision not in _revisions(
-                        script_location
-                    ):
+                    if not found.known:
                         raise SchemaNotCurrent(found)
                     config = _config(script_location)
                     config.attributes["connection"] = conn

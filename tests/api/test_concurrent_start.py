@@ -1,4 +1,4 @@
-"""Servers started together on an empty PostgreSQL database all start (the schema is migrated once)."""
+"""Servers started together on an empty database all start: the schema is migrated once, under a lock."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -110,3 +111,18 @@ def test_two_servers_started_at_the_same_instant_on_an_empty_postgres_database_2
             admin.dispose()
     elapsed = time.monotonic() - started
     print(json.dumps({"rounds": ROUNDS, "seconds": round(elapsed, 1)}))
+
+
+def test_a_server_started_with_no_migrate_on_a_database_at_head_serves(
+    serve: Callable[..., str], rulesets_dir: Path, demo_dir: Path, demo_samples: dict
+) -> None:
+    """After `miaopi db upgrade` (here through the key helper), `serve --no-migrate` starts and
+    decides."""
+    base = serve(rulesets=rulesets_dir, data_dir=demo_dir, extra=("--no-migrate",))
+    answer = httpx.post(
+        f"{base}/v1/decisions",
+        json=demo_samples["approved-old-age-90.json"].body,
+        headers={**serve.headers, "Idempotency-Key": "no-migrate-1"},  # type: ignore[attr-defined]
+        timeout=30,
+    )
+    assert (201, "APPROVED") == (answer.status_code, answer.json().get("outcome")), answer.text
