@@ -190,7 +190,7 @@ def build_context(settings: Settings, service: DecisionService | None = None) ->
             signing_key=secrets.signing_key,
             checkpoint_file=settings.checkpoints,
         )
-        store.create_schema()
+        store.create_schema(migrate=settings.migrate)
         service = DecisionService(
             catalog=deployment.rulesets,
             adapters=deployment.adapters,
@@ -203,7 +203,6 @@ def build_context(settings: Settings, service: DecisionService | None = None) ->
     assert service.store is not None
     store = service.store
     keys = KeyStore(store.engine)
-    keys.create_schema()
     oidc = None
     if settings.oidc_issuer and settings.oidc_jwks_url:
         oidc = OidcVerifier(
@@ -222,7 +221,6 @@ def build_context(settings: Settings, service: DecisionService | None = None) ->
         return guide.review.working_days if guide is not None else settings.review_days
 
     reviews = ReviewStore(store, working_days=working_days, clock=service.clock)
-    reviews.create_schema()
     service.on_stored = reviews.referral_hook
     service.guides = guides
     return AppContext(

@@ -117,10 +117,10 @@ class KeyStore:
         self.engine = engine
 
     def create_schema(self) -> None:
-        SQLModel.metadata.create_all(
-            self.engine,
-            tables=[ApiKeyRow.__table__, StaffActionRow.__table__],  # type: ignore[attr-defined]
-        )
+        """Bring the schema (keys and staff actions included) to head with the migrations."""
+        from explanations.migrate import upgrade
+
+        upgrade(self.engine)
 
     def create(self, role: Role | str, *, label: str = "", created_by: str = "") -> tuple[str, str]:
         """A new key for ``role``: its id and the full key, shown once and never stored."""

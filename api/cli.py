@@ -28,12 +28,16 @@ keys_app = typer.Typer(
 )
 receipt_app = typer.Typer(no_args_is_help=True, help="回执 check a decision's receipt offline")
 log_app = typer.Typer(no_args_is_help=True, help="日志 the signed Merkle log")
+db_app = typer.Typer(
+    no_args_is_help=True, help="数据库 the schema: upgrade it with the shipped migrations"
+)
 app.add_typer(ruleset_app, name="ruleset")
 app.add_typer(keys_app, name="keys")
 app.add_typer(receipt_app, name="receipt")
 app.add_typer(log_app, name="log")
 app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
+app.add_typer(db_app, name="db")
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="registry data folder [env MIAOPI_DATA_DIR]")
@@ -212,8 +216,14 @@ def serve(
         help="ask every catalogued registry over HTTP at this base URL (e.g. the simulator) "
         "[env MIAOPI_REGISTRY_URL]",
     ),
+    no_migrate: bool = typer.Option(
+        False,
+        "--no-migrate",
+        help="do not upgrade the schema at start: refuse to start unless it is at head "
+        "(run `miaopi db upgrade` first) [env MIAOPI_MIGRATE=0]",
+    ),
 ) -> None:
-    """Run the HTTP service (uvicorn)."""
+    """Run the HTTP service (uvicorn). It upgrades the schema at start, under a lock."""
     import uvicorn
 
     settings = _settings(
@@ -233,6 +243,9 @@ def serve(
     _check_folders(settings, registry_url=registry_url or settings.registry_url)
     _check_database(settings.database_url)
     settings.secrets()  # refuses to start without them (one line, exit 2)
+    if no_migrate or not settings.migrate:
+        _require_head(settings.database_url)
+        os.environ["MIAOPI_MIGRATE"] = "0"
     if demo:
         keys_file = _demo_keys(settings)
         typer.echo(f"演示用API密钥 / demo API keys (one per role): {keys_file}", err=True)
@@ -263,6 +276,81 @@ def serve(
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _require_head(url: str) -> None:
+    """Exit 2 with one line unless the database's schema is at head."""
+    from explanations.migrate import current
+
+    state = _db_call(lambda: current(url), url)
+    if not state.at_head:
+        typer.echo(
+            f"数据库结构不是最新（{state.describe_zh()}），未启动：请先运行 miaopi db upgrade / "
+            f"not started: the database schema is not at head ({state.describe_en()}); "
+            "run `miaopi db upgrade` first",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+def _db_call(call: Any, url: str) -> Any:
+    """``call()``, with a missing SQLite file or an unreachable database as one line, exit 2."""
+    import sqlalchemy as sa
+
+    try:
+        return call()
+    except FileNotFoundError:
+        typer.echo(f"数据库不存在 / no database at {url.split('///', 1)[-1]}", err=True)
+        raise typer.Exit(2) from None
+    except sa.exc.SQLAlchemyError as exc:
+        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+        typer.echo(f"无法访问数据库 / cannot use the database {shown}: {reason}", err=True)
+        raise typer.Exit(2) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DbUrl = None) -> None:
+    """Bring the database to the newest schema (an empty one is created; one from before
+    migrations is adopted). Several may run at once: one upgrades, the others wait."""
+    from api.logging import configure_logging
+    from explanations.migrate import SchemaNotCurrent, upgrade
+
+    configure_logging("WARNING")
+    settings = _settings(database_url=database_url)
+    try:
+        done = _db_call(lambda: upgrade(settings.database_url), settings.database_url)
+    except SchemaNotCurrent as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    before = done.before
+    if not done.changed:
+        typer.echo(f"数据库已是最新 / already at head: {done.after}")
+    elif before.legacy:
+        typer.echo(
+            f"已接管迁移之前的数据库并升级到 {done.after} / adopted the database from before "
+            f"migrations and upgraded it to {done.after}"
+        )
+    else:
+        typer.echo(f"已升级 / upgraded: {before.revision or '(empty)'} → {done.after} (head)")
+
+
+@db_app.command("current")
+def db_current(database_url: DbUrl = None) -> None:
+    """Show the database's schema revision and the newest (reads only; creates nothing).
+
+    Exit 0 at head, 1 when `miaopi db upgrade` has work to do, 2 when there is no database.
+    """
+    from explanations.migrate import current
+
+    settings = _settings(database_url=database_url)
+    _refuse_missing_sqlite(settings.database_url)
+    state = _db_call(lambda: current(settings.database_url), settings.database_url)
+    if state.at_head:
+        typer.echo(f"{state.revision} (head) 数据库结构是最新的 / the schema is at head")
+        return
+    typer.echo(f"{state.describe_zh()} / {state.describe_en()}: miaopi db upgrade")
+    raise typer.Exit(1)
 
 
 @app.command()
@@ -837,14 +925,11 @@ Role = Annotated[str, typer.Option("--role", help="platform | reviewer | policy 
 
 
 def _key_store(database_url: str | None) -> Any:
-    from sqlmodel import SQLModel
-
     from api.auth import KeyStore
     from explanations import DecisionStore
 
     settings = _settings(database_url=database_url)
     store = DecisionStore(settings.database_url)
-    SQLModel.metadata.create_all(store.engine)
     keys = KeyStore(store.engine)
     keys.create_schema()
     return keys

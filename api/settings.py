@@ -23,6 +23,8 @@ class Settings(BaseModel):
     registries: Path | None = None
     """The registry catalogue; ``None``: ``registries.yaml`` in the rulesets folder."""
     database_url: str = "sqlite:///var/miaopi.db"
+    migrate: bool = True
+    """Upgrade the schema at start (under a lock); ``False``: refuse to start unless at head."""
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     evidence_budget_ms: int = Field(default=800, ge=1, le=60_000)
     """How long one decision may wait for all of its evidence."""
@@ -85,6 +87,7 @@ class Settings(BaseModel):
             "rulesets_dir": "MIAOPI_RULESETS_DIR",
             "registries": "MIAOPI_REGISTRIES",
             "database_url": "DATABASE_URL",
+            "migrate": "MIAOPI_MIGRATE",
             "max_body_bytes": "MIAOPI_MAX_BODY_BYTES",
             "evidence_budget_ms": "MIAOPI_EVIDENCE_BUDGET_MS",
             "registry_url": "MIAOPI_REGISTRY_URL",

@@ -111,7 +111,10 @@ class ReviewStore:
         self.clock = clock
 
     def create_schema(self) -> None:
-        SQLModel.metadata.create_all(self.store.engine, tables=[CASES])
+        """Bring the schema (review cases included) to head with the shipped migrations."""
+        from explanations.migrate import upgrade
+
+        upgrade(self.store.engine)
 
     def _due(self, service: str, kind: CaseKind, at: dt.datetime) -> dt.date:
         return add_working_days(at.astimezone(SHANGHAI).date(), self.working_days(service, kind))

@@ -268,15 +268,18 @@ class DecisionStore:
             self.engine = create_engine(url, pool_size=15, max_overflow=5, pool_pre_ping=True)
         self._sql = _HotSql(sqlite=self.is_sqlite)
 
-    def create_schema(self) -> None:
-        SQLModel.metadata.create_all(self.engine)
-        with Session(self.engine) as s:
-            if s.get(ChainHead, 1) is None:
-                s.add(ChainHead(id=1, seq=0, record_hash=GENESIS))
-                try:
-                    s.commit()
-                except sa.exc.IntegrityError:
-                    s.rollback()
+    def create_schema(self, *, migrate: bool = True) -> None:
+        """Bring the schema to head with the shipped migrations (``explanations.migrate``).
+
+        With ``migrate=False`` the schema is only checked: ``SchemaNotCurrent`` unless it is
+        at head. Then records stored before the log existed are entered into it.
+        """
+        from explanations import migrate as migrations
+
+        if migrate:
+            migrations.upgrade(self.engine)
+        else:
+            migrations.require_head(self.engine)
         if self.signing_key is not None:
             self._catch_up()
 

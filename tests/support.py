@@ -46,14 +46,13 @@ def server_env(database_url: str) -> dict[str, str]:
 
 
 def make_key(database_url: str, role: str) -> str:
-    """Create an API key for ``role`` in the database at ``database_url`` (schema made if new)."""
-    from sqlmodel import SQLModel
-
+    """Create an API key for ``role`` in the database at ``database_url`` (migrated to head)."""
     from api.auth import KeyStore
+    from explanations.migrate import upgrade
 
+    upgrade(database_url)
     store = DecisionStore(database_url)
     try:
-        SQLModel.metadata.create_all(store.engine)
         return KeyStore(store.engine).create(role, label=f"tests {role}")[1]
     finally:
         store.dispose()

@@ -225,9 +225,10 @@ def test_a_store_from_before_the_log_catches_up_and_verifies(
     finally:
         service.close()
         unsigned.dispose()
-    with _dba(db_url) as conn:  # as an earlier version left it: no log tables
+    with _dba(db_url) as conn:  # as an earlier version left it: no log tables, no migrations
         _sql(conn, "DROP TABLE log_heads")
         _sql(conn, "DROP TABLE log_nodes")
+        _sql(conn, "DROP TABLE alembic_version")
 
     signed = DecisionStore(db_url, signing_key=load_signing_key(signing_key_path()))
     signed.create_schema()
