@@ -60,6 +60,7 @@ from explanations import (
     text_hash,
 )
 from explanations.counterfactual import counterfactuals
+from explanations.minimise import minimise
 from explanations.remedy import remedy_for
 
 __all__ = [
@@ -627,6 +628,8 @@ class DecisionService:
         def shown(field_name: str, v: object) -> str:
             text = _json_scalar(v)
             kind = self._personal(plan.source, field_name)
+            if kind is None and field_name in plan.pseudonym_keys:
+                return self._pseudonym(str(text), "value", memo)
             if kind is not None and isinstance(v, str):
                 return self._pseudonym(v, kind, memo)
             return str(text)
@@ -718,6 +721,14 @@ class DecisionService:
         p = decided.prepared
         rs = p.ruleset
         ev = decided.evaluation
+        kept = minimise(
+            rs.recording,
+            form=p.form,
+            evidence=decided.evidence,
+            values=ev.values,
+            application_date=p.application_date,
+            pseudonym=lambda v: self._pseudonym(v, "value", {}),
+        )
         return ExplanationRecordV1(
             seq=seq,
             decision_id=decision_id,
@@ -738,8 +749,9 @@ class DecisionService:
                 id_number=str(decided.env["applicant.id_number"]),
                 name=str(decided.env["applicant.name"]),
             ),
-            form={k: _json_scalar(v) for k, v in p.form.items()},
-            evidence=decided.evidence,
+            form=kept.form,
+            omitted_fields=kept.omitted,
+            evidence=kept.evidence,
             data_use=self._data_use(rs, decided.evidence),
             legal_basis=[
                 LegalBasisRef(
@@ -752,7 +764,7 @@ class DecisionService:
                 for b in rs.doc.legal_basis
             ],
             criteria=ev.criteria,
-            values=ev.values,
+            values=kept.values,
             parameters=ev.parameters,
             outcome=ev.outcome,
             outputs=ev.outputs,
@@ -772,7 +784,7 @@ class DecisionService:
                 rs.doc.authority.zh,
             ),
             pseudonym_key_id=self.key_id,
-            masked_fields=["applicant.id_number", "applicant.name"]
+            masked_fields=["applicant.id_number", "applicant.name", *kept.masked]
             + [f"{e.id}.{k}" for e in decided.evidence for k in e.values if is_personal_field(k)],
             prev_hash=prev_hash,
         )
