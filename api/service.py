@@ -40,7 +40,7 @@ from engine import (
 from engine._compiled import EvidencePlan
 from engine._semantics import MISSING, value
 from engine.expr import Name
-from engine.privacy import id_number_problem
+from engine.privacy import contains_id_number, id_number_problem
 from engine.registries import RegistryCatalogue
 from explanations import (
     DataUse,
@@ -68,6 +68,7 @@ __all__ = [
     "DecisionRequest",
     "DecisionService",
     "RequestRejected",
+    "refuse_personal_identifiers",
     "request_sha256",
 ]
 
@@ -142,6 +143,38 @@ class RequestRejected(Exception):
         self.message_zh = message_zh
         self.message_en = message_en
         self.fields = fields or []
+
+
+def refuse_personal_identifiers(application_id: str, idempotency_key: str | None = None) -> None:
+    """Refuse (422 ``PERSONAL_DATA_IN_IDENTIFIER``) an identifier holding a resident ID number.
+
+    ``application_id`` and the ``Idempotency-Key`` are stored verbatim: in the record, the
+    response, the decision row and the log's leaf (which signed checkpoints commit to). A keyed
+    hash instead would make the stored application id differ from the platform's own and could
+    never be undone in the log; an ID number there is the platform's bug, which a refusal tells
+    it. Nothing is stored.
+    """
+    fields = [
+        {
+            "loc": loc,
+            "msg": "contains a resident ID number; identifiers must not carry personal data",
+            "type": "personal_data_in_identifier",
+        }
+        for loc, text in (
+            (["body", "application_id"], application_id),
+            (["header", "Idempotency-Key"], idempotency_key or ""),
+        )
+        if contains_id_number(text)
+    ]
+    if fields:
+        raise RequestRejected(
+            422,
+            "PERSONAL_DATA_IN_IDENTIFIER",
+            "申请编号或幂等键中含有居民身份证号码；标识符不得包含个人信息，请改用不含个人信息的编号",
+            "application_id or the Idempotency-Key holds a resident ID number; identifiers must "
+            "not carry personal data: use an opaque one",
+            fields,
+        )
 
 
 def request_sha256(body: Mapping[str, Any]) -> str:
@@ -796,6 +829,7 @@ class DecisionService:
     ) -> StoredDecision:
         """Decide and store atomically; a retried key returns the stored response."""
         assert self.store is not None, "decide() needs a store; use decide_unstored() for a dry run"
+        refuse_personal_identifiers(request.application_id, idempotency_key)
         existing = self.store.find_by_key(idempotency_key)
         if existing is not None:
             if existing.request_sha256 != body_sha256:
@@ -834,6 +868,7 @@ class DecisionService:
         self, request: DecisionRequest
     ) -> tuple[dict[str, Any], ExplanationRecordV1]:
         """Decide without storing (CLI dry runs, benchmarks): seq 0, no chain link."""
+        refuse_personal_identifiers(request.application_id)
         decided = self.decide_prepared(self.prepare(request))
         record, _ = self.build_record(
             decided, decision_id=self.new_id(), seq=0, prev_hash=""
