@@ -330,7 +330,9 @@ def create_app(
             413: {"model": ErrorBody, "description": "body too large"},
             422: {
                 "model": ErrorBody,
-                "description": "invalid fields, no version in force, key reused",
+                "description": "invalid fields, no version in force, key reused, a resident "
+                "ID number inside application_id or Idempotency-Key "
+                "(PERSONAL_DATA_IN_IDENTIFIER)",
             },
             503: {
                 "model": ErrorBody,

@@ -1,4 +1,21 @@
-"""structlog JSON logs with request and decision ids; personal data is masked before output."""
+"""structlog JSON logs with request and decision ids; personal data is masked before output.
+
+Masking works on free text wherever a number stands, not on word boundaries: an ID number
+right after a letter or an underscore (``A440…``, ``id_440…``), inside a path, a query string
+or an exception message is masked as well as a lone one. What is masked:
+
+* any run of 15 or more ASCII digits (with a trailing ``X``): 18-digit resident ID numbers,
+  15-digit ones of the first generation, and longer runs that may hide one (bank card numbers
+  too) keep their first 3 and last 4 characters (``440***********123X``);
+* a mobile number (``1[3-9]`` and 9 digits) anywhere in a shorter run: ``138****1234``;
+* every value under a name key (``name``, ``applicant_name``, ``holder_name``).
+
+Ordinary numbers are left alone: amounts, dates, times, counts and 12-digit certificate
+numbers (unless a mobile number's 11 digits sit inside one). Values the service makes itself
+(decision ids, hashes, the request id it generates) are left alone too: they are not personal
+and a hex digest often holds long digit runs. Records of the standard library's ``logging``
+(uvicorn's) pass through the same masking (``PersonalDataFilter``).
+"""
 
 from __future__ import annotations
 
@@ -12,39 +29,97 @@ import structlog
 
 from engine.privacy import mask_id_number, mask_name
 
-__all__ = ["configure_logging", "mask_personal_data"]
+__all__ = ["PersonalDataFilter", "configure_logging", "mask_personal_data", "mask_text"]
 
-_ID_RE = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8})(\d{3}[\dXx])(?![0-9A-Za-z])")
+_DIGITS = re.compile(r"[0-9]+[Xx]?")
+_MOBILE = re.compile(r"1[3-9][0-9]{9}")
 _NAME_KEYS = {"name", "applicant_name", "holder_name"}
+_SERVICE_MADE = {
+    "decision_id",
+    "record_hash",
+    "prev_hash",
+    "request_sha256",
+    "raw_sha256",
+    "key_id",
+}
+"""Keys whose values the service makes (uuids, digests): never personal, often digit runs."""
+_GENERATED_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
+"""The request id the service makes when the client sends none (``uuid4().hex``)."""
 
 
-def _mask_text(text: str) -> str:
-    return _ID_RE.sub(lambda m: mask_id_number(m.group(0)), text)
+def _mask_run(m: re.Match[str]) -> str:
+    run = m.group(0)
+    if len(run) >= 15:
+        return mask_id_number(run)
+    if len(run) >= 11:
+        return _MOBILE.sub(lambda p: p.group(0)[:3] + "****" + p.group(0)[7:], run)
+    return run
+
+
+def mask_text(text: str) -> str:
+    """``text`` with every ID number and mobile number in it masked (see the module doc)."""
+    return _DIGITS.sub(_mask_run, text)
 
 
 def _mask(value: Any, key: str | None = None) -> Any:
     if isinstance(value, str):
         if key is not None and key in _NAME_KEYS:
             return mask_name(value)
-        return _mask_text(value)
+        if key in _SERVICE_MADE or (key == "request_id" and _GENERATED_REQUEST_ID.fullmatch(value)):
+            return value
+        return mask_text(value)
     if isinstance(value, dict):
         return {k: _mask(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | set | frozenset):
         return [_mask(v, key) for v in value]
-    return value
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        text = str(value)
+        masked = mask_text(text)
+        return value if masked == text else masked
+    return _mask(str(value), key)  # anything else is written as its text: mask that
 
 
 def mask_personal_data(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: mask every 18-digit resident ID number and every name field."""
+    """structlog processor: mask ID numbers, mobile numbers and name fields (module doc)."""
     for k in list(event_dict):
         event_dict[k] = _mask(event_dict[k], k)
     return event_dict
 
 
+class PersonalDataFilter(logging.Filter):
+    """Masks a standard-library log record's message, arguments and exception text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: logging reports it when it formats the record
+            return True
+        record.msg = mask_text(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = mask_text(record.stack_info)
+        return True
+
+
+def _filter_handlers() -> None:
+    """Put ``PersonalDataFilter`` on the handlers of the root and uvicorn's loggers."""
+    for name in (None, "uvicorn", "uvicorn.error", "uvicorn.access"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, PersonalDataFilter) for f in handler.filters):
+                handler.addFilter(PersonalDataFilter())
+
+
 def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
+    _filter_handlers()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -41,7 +41,7 @@ from engine import (
 from engine._compiled import EvidencePlan
 from engine._semantics import MISSING, value
 from engine.expr import Name
-from engine.privacy import id_number_problem
+from engine.privacy import contains_id_number, id_number_problem
 from engine.registries import RegistryCatalogue
 from explanations import (
     DataUse,
@@ -62,6 +62,7 @@ from explanations import (
     text_hash,
 )
 from explanations.counterfactual import counterfactuals
+from explanations.minimise import minimise
 from explanations.remedy import remedy_for
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "DecisionRequest",
     "DecisionService",
     "RequestRejected",
+    "refuse_personal_identifiers",
     "request_sha256",
 ]
 
@@ -143,6 +145,38 @@ class RequestRejected(Exception):
         self.message_zh = message_zh
         self.message_en = message_en
         self.fields = fields or []
+
+
+def refuse_personal_identifiers(application_id: str, idempotency_key: str | None = None) -> None:
+    """Refuse (422 ``PERSONAL_DATA_IN_IDENTIFIER``) an identifier holding a resident ID number.
+
+    ``application_id`` and the ``Idempotency-Key`` are stored verbatim: in the record, the
+    response, the decision row and the log's leaf (which signed checkpoints commit to). A keyed
+    hash instead would make the stored application id differ from the platform's own and could
+    never be undone in the log; an ID number there is the platform's bug, which a refusal tells
+    it. Nothing is stored.
+    """
+    fields = [
+        {
+            "loc": loc,
+            "msg": "contains a resident ID number; identifiers must not carry personal data",
+            "type": "personal_data_in_identifier",
+        }
+        for loc, text in (
+            (["body", "application_id"], application_id),
+            (["header", "Idempotency-Key"], idempotency_key or ""),
+        )
+        if contains_id_number(text)
+    ]
+    if fields:
+        raise RequestRejected(
+            422,
+            "PERSONAL_DATA_IN_IDENTIFIER",
+            "申请编号或幂等键中含有居民身份证号码；标识符不得包含个人信息，请改用不含个人信息的编号",
+            "application_id or the Idempotency-Key holds a resident ID number; identifiers must "
+            "not carry personal data: use an opaque one",
+            fields,
+        )
 
 
 def request_sha256(body: Mapping[str, Any]) -> str:
@@ -629,6 +663,8 @@ class DecisionService:
         def shown(field_name: str, v: object) -> str:
             text = _json_scalar(v)
             kind = self._personal(plan.source, field_name)
+            if kind is None and field_name in plan.pseudonym_keys:
+                return self._pseudonym(str(text), "value", memo)
             if kind is not None and isinstance(v, str):
                 return self._pseudonym(v, kind, memo)
             return str(text)
@@ -720,6 +756,14 @@ class DecisionService:
         p = decided.prepared
         rs = p.ruleset
         ev = decided.evaluation
+        kept = minimise(
+            rs.recording,
+            form=p.form,
+            evidence=decided.evidence,
+            values=ev.values,
+            application_date=p.application_date,
+            pseudonym=lambda v: self._pseudonym(v, "value", {}),
+        )
         return ExplanationRecordV1(
             seq=seq,
             decision_id=decision_id,
@@ -740,8 +784,9 @@ class DecisionService:
                 id_number=str(decided.env["applicant.id_number"]),
                 name=str(decided.env["applicant.name"]),
             ),
-            form={k: _json_scalar(v) for k, v in p.form.items()},
-            evidence=decided.evidence,
+            form=kept.form,
+            omitted_fields=kept.omitted,
+            evidence=kept.evidence,
             data_use=self._data_use(rs, decided.evidence),
             legal_basis=[
                 LegalBasisRef(
@@ -754,7 +799,7 @@ class DecisionService:
                 for b in rs.doc.legal_basis
             ],
             criteria=ev.criteria,
-            values=ev.values,
+            values=kept.values,
             parameters=ev.parameters,
             outcome=ev.outcome,
             outputs=ev.outputs,
@@ -774,7 +819,7 @@ class DecisionService:
                 rs.doc.authority.zh,
             ),
             pseudonym_key_id=self.key_id,
-            masked_fields=["applicant.id_number", "applicant.name"]
+            masked_fields=["applicant.id_number", "applicant.name", *kept.masked]
             + [f"{e.id}.{k}" for e in decided.evidence for k in e.values if is_personal_field(k)],
             prev_hash=prev_hash,
         )
@@ -787,6 +832,7 @@ class DecisionService:
         """Decide and store atomically; a retried key returns the stored response."""
         assert self.store is not None, "decide() needs a store; use decide_unstored() for a dry run"
         started = time.perf_counter()
+        refuse_personal_identifiers(request.application_id, idempotency_key)
         existing = self.store.find_by_key(idempotency_key)
         if existing is not None:
             if existing.request_sha256 != body_sha256:
@@ -830,6 +876,7 @@ class DecisionService:
         self, request: DecisionRequest
     ) -> tuple[dict[str, Any], ExplanationRecordV1]:
         """Decide without storing (CLI dry runs, benchmarks): seq 0, no chain link."""
+        refuse_personal_identifiers(request.application_id)
         decided = self.decide_prepared(self.prepare(request))
         record, _ = self.build_record(
             decided, decision_id=self.new_id(), seq=0, prev_hash=""

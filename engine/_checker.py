@@ -11,6 +11,7 @@ import difflib
 import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import pydantic
@@ -51,6 +52,7 @@ from engine.model import (
     RulesetDoc,
     ValueTable,
 )
+from engine.recording import AGE_MASK, FormHandling, RecordingPlan, age_reads_elsewhere
 from engine.registries import Claim, RegistryCatalogue, RegistrySpec, parse_claim
 
 __all__ = ["APPLICATION_NAMES", "Checked", "Checker"]
@@ -75,6 +77,7 @@ _RESERVED = {
     "in",
 }
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+
 _FORMATS = {"money"}
 _SINGLE_RESULT = {
     "UNIQUE",
@@ -116,6 +119,8 @@ class Checked:
         self.types: dict[Expr, str] = {}
         self.sources: dict[str, str] = {}
         """Name (or name prefix) → where its value comes from, for explanations."""
+        self.recording = RecordingPlan()
+        """What a record keeps of each input (see ``engine.recording``)."""
 
 
 class Checker:
@@ -133,6 +138,8 @@ class Checker:
         self.corroborating: dict[str, list[tuple[RegistrySpec, str, str, RegistrySpec]]] = {}
         """Evidence name (``id.field``) → ``(registry, field, fact, authoritative registry)`` for
         each registry field behind it that may only corroborate (一数一源)."""
+        self.age_fields: frozenset[str] = self._age_fields()
+        """Evidence names the catalogue records as an age (``record: age``)."""
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -160,7 +167,23 @@ class Checker:
                 offset=0,
             )
             return None
+        if not self._reads_ages_rightly(node, *path):
+            return None
         return node, got
+
+    def _reads_ages_rightly(self, node: Expr, *path: str | int) -> bool:
+        """A field recorded as an age is read only as ``age_on(<field>, application.date)``."""
+        wrong = age_reads_elsewhere(node, self.age_fields)
+        for name in wrong:
+            self.err(
+                f"登记库目录规定 {name.dotted} 只按周岁记录（record: age），规则只能写作 "
+                f"age_on({name.dotted}, application.date) / the registry catalogue records "
+                f"{name.dotted} as an age (record: age): a rule may read it only as "
+                f"age_on({name.dotted}, application.date), which replay can decide again",
+                *path,
+                offset=name.offset,
+            )
+        return not wrong
 
     def _unique(self, ids: list[str], section: str, what_zh: str, what_en: str) -> set[str]:
         seen: set[str] = set()
@@ -181,6 +204,109 @@ class Checker:
                     *path,
                     j,
                 )
+
+    # --- what records keep ---------------------------------------------------------------
+
+    def _age_fields(self) -> frozenset[str]:
+        """``<evidence id>.<field>`` of every fetched field the catalogue records as an age."""
+        if self.sources is None:
+            return frozenset()
+        out: set[str] = set()
+        for ev in self.doc.evidence:
+            reg = self.sources.get(ev.source)
+            if reg is None or ev.mode != "fetch":
+                continue
+            out.update(f"{ev.id}.{f}" for f in ev.fields if reg.recorded_as(f) == "age")
+        return frozenset(out)
+
+    def _reads(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """Who reads each name: by value (criteria, reasons, values, outputs) and to ask a
+        registry (evidence keys and claims), as ``name → ["criterion C3", …]``."""
+        by_value: dict[str, list[str]] = {}
+        to_ask: dict[str, list[str]] = {}
+
+        def note(reads: dict[str, list[str]], nodes: Iterable[Expr | None], who: str) -> None:
+            for node in nodes:
+                if node is not None:
+                    for name in names_in(node):
+                        reads.setdefault(name, []).append(who)
+
+        def table_nodes(table: CheckedTable) -> list[Expr | None]:
+            nodes: list[Expr | None] = []
+            for row in table.rows:
+                nodes += [row.when, *row.cells.values()]
+            return nodes + list((table.default or {}).values())
+
+        for crit in self.out.criteria:
+            templates = [
+                p[0] for t in (crit.reason_zh, crit.reason_en) for p in t.parts if type(p) is tuple
+            ]
+            note(by_value, [crit.condition, *templates], f"criterion {crit.id}")
+        for named in self.out.values:
+            nodes: list[Expr | None] = [named.expr]
+            if named.table is not None:
+                nodes += table_nodes(named.table)
+            note(by_value, nodes, f"value {named.name}")
+        if self.out.outputs is not None:
+            note(by_value, table_nodes(self.out.outputs), "outputs")
+        for plan in self.out.evidence:
+            claims = [e for c in plan.claims.values() if c is not None for _, e in c.equals]
+            note(to_ask, [*plan.key.values(), *claims], f"evidence {plan.id}")
+        return by_value, to_ask
+
+    def _recording(self) -> RecordingPlan:
+        """How records hold each input; refuses a sensitivity its use contradicts."""
+        by_value, to_ask = self._reads()
+        form: dict[str, FormHandling] = {}
+        for i, f in enumerate(self.doc.inputs):
+            name = f"form.{f.name}"
+            readers = [*by_value.get(name, ()), *to_ask.get(name, ())]
+            at = ("inputs", i, "sensitivity")
+            if f.sensitivity == "contact" and readers:
+                self.err(
+                    f"联系方式只用于联系申请人，不能用于审批：{readers[0]} 读取了 {name} / "
+                    f"contact details are for reaching the applicant, never for deciding: "
+                    f"{readers[0]} reads {name}",
+                    *at,
+                )
+            if f.sensitivity == "sensitive" and not readers:
+                self.err(
+                    f"敏感个人信息只能在审批必需时收集，但没有规则读取 {name} / sensitive "
+                    f"personal information may be collected only when the decision needs it; no "
+                    f"rule reads {name}",
+                    *at,
+                )
+            if not readers:
+                form[f.name] = "omit"
+            elif name in by_value or f.sensitivity == "public":
+                form[f.name] = "keep"
+            else:
+                form[f.name] = "pseudonym"
+        plans: list[EvidencePlan] = []
+        for plan in self.out.evidence:
+            reg = self.sources.get(plan.source) if self.sources is not None else None
+            hidden: set[str] = set()
+            for key_field, node in plan.key.items():
+                if key_field is None:
+                    continue
+                read = [n[5:] for n in names_in(node) if n.startswith("form.")]
+                if any(form.get(n) == "pseudonym" for n in read):
+                    hidden.add(key_field)
+                personal = reg.personal(key_field) if reg is not None else None
+                for n in read:
+                    i = next(j for j, f in enumerate(self.doc.inputs) if f.name == n)
+                    if self.doc.inputs[i].sensitivity == "public" and personal is not None:
+                        self.err(
+                            f"form.{n} 标为 public，却用作登记库 {plan.source} 的键 {key_field}"
+                            f"（可识别个人） / form.{n} is marked public but looks up "
+                            f"{plan.source}.{key_field}, which identifies a person",
+                            "inputs",
+                            i,
+                            "sensitivity",
+                        )
+            plans.append(replace(plan, pseudonym_keys=frozenset(hidden)) if hidden else plan)
+        self.out.evidence = plans
+        return RecordingPlan(form, self.age_fields)
 
     # --- the whole document --------------------------------------------------------------
 
@@ -209,6 +335,7 @@ class Checker:
         self._criteria(scope)
         if doc.outputs is not None:
             self.out.outputs = self._outputs(doc.outputs, scope)
+        self.out.recording = self._recording()
         self._tests()
         self.out.names = dict(scope.names)
         return self.out
@@ -667,6 +794,8 @@ class Checker:
                 )
                 return None
             self.out.types[node] = scope.names[node.dotted]
+            if not self._reads_ages_rightly(node, *path):
+                return None
         else:
             result = self.expr(text, scope, *path, want=None)
             if result is None:
@@ -693,6 +822,8 @@ class Checker:
                 got = check(node, scope, text=text, types=self.out.types)
             except ExpressionError as exc:
                 self.err(exc.message, *at, "claims", fname, offset=exc.offset)
+                return None
+            if not self._reads_ages_rightly(node, *at, "claims", fname):
                 return None
             want = fields.get(field) if fields else None
             if want is not None and not (_fits(got, want) or _fits(want, got)):
@@ -1253,7 +1384,22 @@ class Checker:
             try:
                 node = parse(inner)
                 check(node, scope, text=inner)
-                parts.append((node, fmt))
+                wrong = age_reads_elsewhere(node, self.age_fields)
+                if isinstance(node, Name) and wrong:
+                    parts.append(AGE_MASK)  # the record keeps the age, not this date
+                elif wrong:
+                    self.err(
+                        f"登记库目录规定 {wrong[0].dotted} 只按周岁记录（record: age），说明中只能"
+                        f"写 {{{wrong[0].dotted}}}（显示为 {AGE_MASK}）或 age_on({wrong[0].dotted}, "
+                        f"application.date) / the catalogue records {wrong[0].dotted} as an age: a "
+                        f"reason may show it only as {{{wrong[0].dotted}}} (printed {AGE_MASK}) or "
+                        f"as age_on({wrong[0].dotted}, application.date)",
+                        *path,
+                        offset=m.start(1) + wrong[0].offset,
+                    )
+                    ok = False
+                else:
+                    parts.append((node, fmt))
             except ExpressionError as exc:
                 self.err(
                     f"占位符 {{{inner}}} 中 / in placeholder {{{inner}}}: {exc.message}",

@@ -227,3 +227,6 @@ class EvidencePlan:
     depends_on: tuple[str, ...] = ()
     level: int = 0
     key_text: str = ""
+    pseudonym_keys: frozenset[str] = frozenset()
+    """Key fields whose value comes from a form field a record keeps only as a pseudonym (the
+    record's ``key`` shows them pseudonymised too; see ``engine.recording``)."""

@@ -31,6 +31,7 @@ __all__ = [
     "Parameter",
     "ParameterPeriod",
     "RulesetDoc",
+    "Sensitivity",
     "TableRule",
     "Text",
     "ValueRule",
@@ -42,6 +43,9 @@ Scalar = str | int | Decimal | bool
 DatedScalar = str | int | Decimal | bool | dt.date
 FieldType = Literal["string", "integer", "number", "boolean", "date"]
 InputType = Literal["string", "integer", "number", "boolean", "date", "enum"]
+Sensitivity = Literal["public", "personal", "contact", "sensitive"]
+"""How personal a form field is, which decides what a decision record keeps of it (see
+``InputField.sensitivity`` and docs/ruleset-language.md)."""
 HitPolicy = Literal[
     "UNIQUE",
     "ANY",
@@ -96,6 +100,22 @@ class InputField(_Strict):
     maximum: Decimal | None = None
     pattern: str | None = None
     max_length: int | None = Field(default=None, gt=0)
+    sensitivity: Sensitivity = Field(
+        default="personal",
+        description=(
+            "个人信息敏感程度，决定决定记录保存什么 / how personal the field is, which decides "
+            "what a decision record keeps of it. public: says nothing about a person (kept when "
+            "a rule reads it); personal (default): 个人信息, kept only when a rule reads it, as "
+            "a keyed pseudonym when it only serves to ask a registry; contact: a way to reach "
+            "the applicant, which no rule may read and no record keeps; sensitive: 敏感个人信息 "
+            "(PIPL art. 28), which a rule must need, else it may not be collected."
+        ),
+    )
+    """``public`` (says nothing about a person), ``personal`` (个人信息, the default),
+    ``contact`` (a way to reach the applicant: never read by a rule, never recorded) or
+    ``sensitive`` (敏感个人信息: collected only when a rule needs it). A record keeps a field
+    only when a rule reads it; see docs/ruleset-language.md. Not part of the content hash: it
+    governs what records keep, not what is decided."""
 
 
 class EvidenceSpec(_Strict):

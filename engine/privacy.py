@@ -7,6 +7,7 @@ import re
 
 __all__ = [
     "check_digit",
+    "contains_id_number",
     "id_number_birth_date",
     "id_number_problem",
     "mask_id_number",
@@ -16,6 +17,7 @@ __all__ = [
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
 _SHAPE = re.compile(r"^\d{17}[\dX]$")
+_WINDOW = re.compile(r"(?=([0-9]{17}[0-9Xx]))")
 
 
 def check_digit(first17: str) -> str:
@@ -60,3 +62,9 @@ def mask_name(name: str) -> str:
     if not name:
         return name
     return name[0] + "*" * max(1, len(name) - 1)
+
+
+def contains_id_number(text: str) -> bool:
+    """Whether ``text`` holds a valid resident ID number anywhere (ASCII digits, a real birth
+    date and the right check digit), even inside a longer token (``A440…``, ``key-440…X``)."""
+    return any(id_number_problem(m.group(1).upper()) is None for m in _WINDOW.finditer(text))

@@ -78,6 +78,18 @@ class FieldSpec(_Strict):
     fact: str | None = Field(default=None, pattern=NAME_PATTERN)
     """The fact this field carries (一数一源): a name the catalogue's ``facts`` declares. On a
     registry other than the fact's authoritative source the field may only corroborate."""
+    record: Literal["value", "age"] = Field(
+        default="value",
+        description=(
+            "决定记录保存什么 / what a decision record keeps of the field: its value (default), "
+            "or for a date of birth the age (周岁) on the application date; rulesets may then "
+            "read it only as age_on(<field>, application.date)."
+        ),
+    )
+    """What a decision record keeps of the field: its ``value`` (the default), or for a date
+    (a birth date) only the ``age``: the whole years (周岁) on the application date. A ruleset
+    may then read it only as ``age_on(<field>, application.date)``; replay rebuilds a date of
+    that age, which every such rule decides alike."""
 
 
 class Quota(_Strict):
@@ -204,6 +216,11 @@ class RegistrySpec(_Strict):
         """The fact the field ``name`` carries, if the catalogue says."""
         spec = self.fields.get(name)
         return spec.fact if isinstance(spec, FieldSpec) else None
+
+    def recorded_as(self, name: str) -> str:
+        """What a record keeps of the field ``name``: ``value`` or ``age``."""
+        spec = self.fields.get(name)
+        return spec.record if isinstance(spec, FieldSpec) else "value"
 
     @property
     def field_types(self) -> dict[str, str]:
@@ -501,6 +518,15 @@ def _check_fields(reg: RegistrySpec, loc: Located, at: tuple[str | int, ...]) ->
         if isinstance(spec, str):
             continue
         where = (*at, "fields", name)
+        if spec.record == "age" and (spec.type != "date" or name in reg.key):
+            errors.append(
+                loc.error(
+                    f"只有日期字段（且不是键字段）可以按周岁记录 / record: age applies to a date "
+                    f"field that is not a key field; {name!r} is "
+                    + ("a key field" if name in reg.key else f"a {spec.type}"),
+                    (*where, "record"),
+                )
+            )
         compiled: re.Pattern[str] | None = None
         if spec.pattern is not None:
             try:

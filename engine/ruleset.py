@@ -30,6 +30,7 @@ from engine.compiler import CompiledRules, compile_rules
 from engine.errors import RulesetError, RulesetInvalid
 from engine.expr import Expr, Literal
 from engine.model import InputField, RulesetDoc
+from engine.recording import RecordingPlan
 from engine.registries import RegistryCatalogue
 
 __all__ = [
@@ -65,6 +66,8 @@ class Ruleset:
     names: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     """Name → where its value comes from: ``declared``, ``registry:<id>``, ``value``…"""
+    recording: RecordingPlan = field(default_factory=RecordingPlan)
+    """What a decision record keeps of each input (omitted, pseudonymised, an age)."""
 
     @property
     def service(self) -> str:
@@ -90,6 +93,14 @@ class Ruleset:
             return ()
         return tuple(r.when if r.when is not None else _ALWAYS for r in self.outputs.rows)
 
+    @cached_property
+    def partial_form_model(self) -> type[BaseModel]:
+        """The form model with every field optional: reads a recorded form, which keeps only
+        the fields the rules read (replay)."""
+        return form_model(
+            self.doc.inputs, name=f"PartialForm_{self.doc.service}_{self.doc.version}", partial=True
+        )
+
     @property
     def registries(self) -> tuple[str, ...]:
         """The catalogue ids of the registries this ruleset asks."""
@@ -103,6 +114,7 @@ class Ruleset:
 
 _V2_EXCLUDE: dict[str, Any] = {
     "status": True,
+    "inputs": {"__all__": {"sensitivity"}},
     "parameters": True,
     "values": True,
     "evidence": {"__all__": {"registry", "claims"}},
@@ -111,15 +123,22 @@ _V2_EXCLUDE: dict[str, Any] = {
 }
 
 
+_NOT_HASHED: dict[str, Any] = {"status": True, "inputs": {"__all__": {"sensitivity"}}}
+
+
 def canonical_form(doc: RulesetDoc) -> dict[str, Any]:
-    """What the content hash covers: everything but the lifecycle ``status``.
+    """What the content hash covers: everything but the lifecycle ``status`` and the inputs'
+    ``sensitivity``.
 
     A version-1 file cannot use version-2 keys (the checker refuses them), so they are left out
     of its canonical form: the content hash of a version-1 file is what it always was.
+    ``sensitivity`` decides what a record keeps of a field, never what is decided, and each
+    record lists the fields it omitted or pseudonymised; leaving it out keeps the hash (and
+    the replay of records made before it was declared) unchanged.
     """
     if doc.schema_version == 1:
         return doc.model_dump(mode="json", exclude=_V2_EXCLUDE)
-    return doc.model_dump(mode="json", exclude={"status"}, by_alias=True)
+    return doc.model_dump(mode="json", exclude=_NOT_HASHED, by_alias=True)
 
 
 def content_hash(doc: RulesetDoc) -> str:
@@ -223,11 +242,13 @@ def parse_ruleset(text: str, *, file: str, sources: RegistryCatalogue | None = N
         form_model=form_model(doc.inputs, name=f"Form_{doc.service}_{doc.version}"),
         names=checked.names,
         sources=checked.sources,
+        recording=checked.recording,
     )
 
 
-def form_model(inputs: list[InputField], *, name: str) -> type[BaseModel]:
-    """A pydantic model of the application form, refusing unknown fields."""
+def form_model(inputs: list[InputField], *, name: str, partial: bool = False) -> type[BaseModel]:
+    """A pydantic model of the application form, refusing unknown fields (``partial``: every
+    field optional)."""
     fields: dict[str, Any] = {}
     for f in inputs:
         annotation: Any
@@ -258,7 +279,7 @@ def form_model(inputs: list[InputField], *, name: str) -> type[BaseModel]:
                 constraints["ge"] = f.minimum
             if f.maximum is not None:
                 constraints["le"] = f.maximum
-        if f.required:
+        if f.required and not partial:
             fields[f.name] = (annotation, Field(**constraints))
         else:
             fields[f.name] = (annotation | None, Field(default=None, **constraints))

@@ -435,6 +435,9 @@ class _Solver:
         self.values: dict[str, CheckedValue] = {v.name: v for v in ruleset.values}
         self.words = _Words(ruleset, catalogue, self)
         self.probes = 0
+        self.ages = ruleset.recording.age_fields
+        """Facts the record keeps only as an age: never solved for (nor the application date
+        beside them), which would put the date back in the record."""
 
     # --- evaluation -----------------------------------------------------------------
 
@@ -867,6 +870,8 @@ class _Solver:
         can."""
         given = given or {}
         out: list[_Option] = []
+        if self.ages.intersection(facts):
+            facts = [f for f in facts if f not in self.ages and f != "application.date"]
         for i, fact in enumerate(facts):
             if fact in given:
                 continue

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine import CriterionResult, Outcome, Reason
 from engine.decision import JsonScalar, JsonValue, ParameterUse, ValueResult
-from engine.privacy import mask_id_number, mask_name
+from engine.privacy import mask_name
 from explanations.guide import Office
 
 __all__ = [
@@ -42,12 +42,15 @@ __all__ = [
     "text_hash",
 ]
 
-RECORD_SCHEMA = "miaopi.explanation-record/3"
+RECORD_SCHEMA = "miaopi.explanation-record/4"
 """The version written now. Version 2 adds computed values, the parameters in force, the
 matched output rules, the source of every compared value and registry names. Version 3
 adds the counterfactual of each failed criterion, the remedy notice naming bodies (or a
-referral's next steps instead of appeal routes) and the pseudonym key's id. Records of
-versions 1 and 2 still read, verify and replay."""
+referral's next steps instead of appeal routes) and the pseudonym key's id. Version 4 keeps
+only what the decision used: form fields no rule reads are omitted (``omitted_fields``),
+those used only to ask a registry are pseudonymised (``form.<name>`` in ``masked_fields``)
+and a birth date is kept as the age on the application date (``EvidenceItem.ages``).
+Records of versions 1 to 3 still read, verify and replay."""
 
 
 def canonical_json(data: object) -> str:
@@ -90,10 +93,19 @@ def is_personal_field(name: str) -> bool:
 def pseudonymize(value: str, *, key: bytes, kind: str) -> str:
     """A masked, keyed pseudonym: equal inputs give equal outputs, and nothing is reversible.
 
-    ``440***********0018~3f9c2a1b7d4e`` — the mask for people, the HMAC so that replay can
-    still compare two identity numbers for equality.
+    ``******************~3f9c2a1b7d4e`` — the mask for people, the HMAC so that replay can
+    still compare two identity numbers for equality. An ID number shows none of its digits
+    (records before version 4 showed the first 3 and last 4, ``440***********0018~…``):
+    with the key, the sequence and check digits left a handful of candidates per birth date
+    (scripts/pseudonym_attack.py). ``kind`` ``value`` (a form field used only to ask a
+    registry, such as a certificate number) shows no character either: ``***~…``.
     """
-    masked = mask_id_number(value) if kind == "id_number" else mask_name(value)
+    if kind == "id_number":
+        masked = "*" * len(value)
+    elif kind == "value":
+        masked = "***"
+    else:
+        masked = mask_name(value)
     digest = hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:12]
     return f"{masked}~{digest}"
 
@@ -139,6 +151,9 @@ class EvidenceItem(BaseModel):
     ``TIMEOUT``, ``MALFORMED``, ``CIRCUIT_OPEN``, ``QUOTA_EXHAUSTED``, ``SKIPPED`` (version 3)."""
     elapsed_ms: float | None = None
     """How long the source took to answer (or to fail) for this decision."""
+    ages: dict[str, int | None] = {}
+    """Fields the catalogue records as an age (``record: age``): the whole years (周岁) on the
+    application date instead of the value, which is not in ``values`` (version 4)."""
     source_name_zh: str | None = None
     """The registry's name (人口库) and the agency that holds it, from the catalogue."""
     source_name_en: str | None = None
@@ -393,7 +408,8 @@ class ExplanationRecordV1(BaseModel):
         "miaopi.explanation-record/1",
         "miaopi.explanation-record/2",
         "miaopi.explanation-record/3",
-    ] = "miaopi.explanation-record/3"
+        "miaopi.explanation-record/4",
+    ] = "miaopi.explanation-record/4"
     seq: int
     decision_id: str
     application_id: str
@@ -409,6 +425,9 @@ class ExplanationRecordV1(BaseModel):
     decided_at: dt.datetime
     applicant: MaskedApplicant
     form: dict[str, JsonScalar]
+    """The form fields a rule reads (version 4; before, every field as received)."""
+    omitted_fields: list[str] = []
+    """Form fields the applicant filled in that no rule reads: named, not kept (version 4)."""
     evidence: list[EvidenceItem]
     data_use: list[DataUse] = []
     """Every registry query made for the decision with its purpose (version 3)."""
@@ -432,6 +451,7 @@ class ExplanationRecordV1(BaseModel):
     """Remedies of an adverse decision, or a referral's next steps (version 3); version 1
     and 2 records hold the three routes only."""
     masked_fields: list[str]
+    """The fields held as keyed pseudonyms (``applicant.id_number``, ``form.<name>`` …)."""
     pseudonym_key_id: str | None = None
     """Which pseudonym key made this record's pseudonyms (version 3; keys rotate)."""
     prev_hash: str

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from engine import CriterionResult, CriterionStatus, Outcome, ReasonCode
 from engine.decision import ComparedValue, JsonScalar, JsonValue
+from engine.recording import AGE_MASK
 from explanations.guide import Office, ServiceGuide
 from explanations.record import EvidenceItem, ExplanationRecordV1, is_personal_field
 from explanations.remedy import RemedyNoticeV2, remedy_for
@@ -376,6 +377,8 @@ _NAME = re.compile(r"(?<![\w.])([A-Za-z_]\w*)(?![\w.(])")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _PSEUDONYM = re.compile(r"~[0-9a-f]{8,}$")
 _NO_RECORD = ("（无记录）", "(no record)")
+_AGE_ASIDE = re.compile(r"\s*[（(][^（）()]*" + re.escape(AGE_MASK) + r"[^（）()]*[）)]")
+"""An aside naming a date the record keeps only as an age: ``（出生日期****-**-**）``."""
 _BOOL_ASSIGN_ZH = re.compile(r"\s*=\s*(是|否)")
 _BOOL_ASSIGN_EN = re.compile(r"\s*=\s*(yes|no|true|false|True|False)\b")
 
@@ -548,7 +551,9 @@ class RecordWords:
         missing value shown as 无记录 (the missing data is said in words instead) or a yes/no
         value shown as ``=是`` (``found`` says it in words)."""
         text = c.reason_zh if self.zh else c.reason_en
-        if not text or any(marker in text for marker in _NO_RECORD):
+        if text and AGE_MASK in text:
+            text = _AGE_ASIDE.sub("", text)  # the age is said beside it; the date is not kept
+        if not text or any(marker in text for marker in (*_NO_RECORD, AGE_MASK)):
             return None
         if (_BOOL_ASSIGN_ZH if self.zh else _BOOL_ASSIGN_EN).search(text):
             return None  # ``拥有住房=是``: ``found`` says it in words
@@ -732,7 +737,7 @@ class RecordWords:
             if item.status == "skipped":  # never asked: its key was not available
                 continue
             prefix = f"{item.id}."
-            fields: list[str] = list(item.values)
+            fields: list[str] = [*item.values, *item.ages]
             users: list[CriterionResult] = []
             for c in self.record.criteria:
                 facts = self._facts_in(c.condition) + list(c.missing_facts)

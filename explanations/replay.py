@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from engine import Ruleset, application_env, evaluate
 from engine.registries import convert_text
+from explanations.minimise import evidence_for_replay
 from explanations.record import ExplanationRecordV1
 
 __all__ = ["ReplayResult", "replay"]
@@ -37,12 +38,17 @@ def replay(record: ExplanationRecordV1, ruleset: Ruleset) -> ReplayResult:
                 values[k] = convert_text(v, type_name)
             elif v is not None:
                 values[k] = v
+        values.update(evidence_for_replay(item, record.application_date))
         evidence[item.id] = values
-    raw_form = {k: v for k, v in record.form.items() if v is not None}
+    # Version 4 keeps only the fields the rules read; those used only to ask a registry are
+    # pseudonyms (no rule reads them): they are not validated against the form's types.
+    pseudonyms = {f.removeprefix("form.") for f in record.masked_fields if f.startswith("form.")}
+    raw_form = {k: v for k, v in record.form.items() if v is not None and k not in pseudonyms}
     try:
-        form = ruleset.form_model.model_validate(raw_form).model_dump()
+        form = ruleset.partial_form_model.model_validate(raw_form).model_dump()
     except ValueError:  # a record the current model cannot read: compare on what it holds
         form = raw_form
+    form.update({k: record.form[k] for k in pseudonyms if k in record.form})
     env = application_env(
         application_date=record.application_date,
         id_number=record.applicant.id_number,

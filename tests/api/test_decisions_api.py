@@ -579,12 +579,22 @@ def test_mask_personal_data_masks_id_numbers_anywhere_and_names_by_key() -> None
 
 
 def test_mask_personal_data_leaves_other_numbers_alone() -> None:
-    """Longer digit runs, decision ids and amounts are not mistaken for ID numbers."""
+    """Decision ids, amounts, dates and 12-digit certificate numbers are not mistaken for ID or
+    mobile numbers."""
     event = {
         "event": "decided",
-        "certificate": "1055820083990009051",
-        "phone": "13800138000",
+        "certificate": "102841202603",
         "amount_yuan": 25000,
+        "amount": "56487.38",
+        "on": "2025-06-01T10:00:00+08:00",
         "decision_id": "79da9cc3-d4c8-465e-9816-93a0d37d862a",
     }
     assert dict(event) == mask_personal_data(None, "info", dict(event))
+
+
+def test_mask_personal_data_masks_mobile_numbers_and_long_runs_that_may_hide_an_id() -> None:
+    """A mobile number keeps 3 + 4 digits; a 19-digit run may hold an ID number: masked."""
+    event = {"phone": "13800138000", "certificate": "1055820083990009051"}
+    assert {"phone": "138****8000", "certificate": "105************9051"} == mask_personal_data(
+        None, "info", event
+    )

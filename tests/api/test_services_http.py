@@ -92,7 +92,7 @@ def test_a_maternity_record_shows_values_parameters_with_periods_and_an_amount_t
         params["reward_leave_days"]["effective_to"],
         params["reward_leave_days"]["legal_basis"],
     )
-    assert "miaopi.explanation-record/3" == record["schema_version"]
+    assert "miaopi.explanation-record/4" == record["schema_version"]
     assert f"{amount:,.2f}元" in exp["text_zh"]
     assert "float" not in str(type(decided["outputs"]["amount_yuan"]))
 

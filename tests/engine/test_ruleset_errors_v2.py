@@ -302,6 +302,66 @@ CASES = [
         id="version-2 construct in a schema_version 1 file",
     ),
     pytest.param(
+        "sensitivity_contact_read.yaml",
+        Expected(
+            19,
+            18,
+            "inputs.degree.sensitivity",
+            ("联系方式只用于联系申请人，不能用于审批", "value points reads form.degree"),
+        ),
+        id="a contact field that a rule reads, at its sensitivity",
+    ),
+    pytest.param(
+        "sensitivity_sensitive_unused.yaml",
+        Expected(
+            27,
+            18,
+            "inputs.diagnosis.sensitivity",
+            ("敏感个人信息只能在审批必需时收集", "no rule reads form.diagnosis"),
+        ),
+        id="a sensitive field no rule needs",
+    ),
+    pytest.param(
+        "sensitivity_public_key.yaml",
+        Expected(
+            27,
+            18,
+            "inputs.spouse_id_number.sensitivity",
+            ("标为 public", "looks up population.id_number, which identifies a person"),
+        ),
+        id="a public field used as a key that identifies a person",
+    ),
+    pytest.param(
+        "sensitivity_unknown.yaml",
+        Expected(
+            23,
+            18,
+            "inputs.children.sensitivity",
+            ("'public', 'personal', 'contact' or 'sensitive'", "got 'secret'"),
+        ),
+        id="a sensitivity that is not one of the four",
+    ),
+    pytest.param(
+        "age_field_read_as_a_date.yaml",
+        Expected(
+            83,
+            46,
+            "criteria.C2.condition",
+            ("只按周岁记录（record: age）", "age_on(population.birth_date, application.date)"),
+        ),
+        id="a birth date recorded as an age, compared as a date, at the name",
+    ),
+    pytest.param(
+        "age_field_in_a_reason.yaml",
+        Expected(
+            78,
+            30,
+            "criteria.C1.reason.zh",
+            ("说明中只能写 {population.birth_date}", "a reason may show it only as"),
+        ),
+        id="a reason printing the year of a birth date recorded as an age",
+    ),
+    pytest.param(
         "unknown_format.yaml",
         Expected(86, 40, "criteria.C2.reason.zh", ("unknown format 'euro'", "formats: money")),
         id="unknown placeholder format",

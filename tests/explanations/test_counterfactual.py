@@ -26,6 +26,7 @@ from engine import (
     parse_ruleset,
 )
 from engine.model import Example
+from engine.recording import date_of_age
 from engine.registries import RegistryCatalogue, convert_text, load_catalogue
 from explanations.counterfactual import Change, Counterfactual, counterfactuals
 
@@ -110,11 +111,29 @@ def satisfying(ruleset: Ruleset, change: Change) -> object:
     return "其他取值"
 
 
+AGE_TERM = re.compile(r"^age_on\(([a-z_]+\.[a-z_]+), application\.date\)$")
+
+
+def age_term_fact(ruleset: Ruleset, change: Change) -> str | None:
+    """The fact behind a computed ``age_on(<fact>, application.date)`` change, when the record
+    keeps that fact only as an age (the one computed change a counterfactual offers then)."""
+    m = AGE_TERM.match(change.fact)
+    if change.source != "computed" or m is None:
+        return None
+    return m.group(1) if m.group(1) in ruleset.recording.age_fields else None
+
+
 def applied(ruleset: Ruleset, env: Mapping[str, object], cf: Counterfactual) -> dict[str, object]:
-    """``env`` with every change of ``cf`` made."""
+    """``env`` with every change of ``cf`` made (an age by a birth date of that age)."""
     out = dict(env)
     for change in cf.changes:
-        out[change.fact] = satisfying(ruleset, change)
+        fact = age_term_fact(ruleset, change)
+        if fact is not None:
+            day = env["application.date"]
+            assert isinstance(day, dt.date) and isinstance(change.required, int)
+            out[fact] = date_of_age(change.required, day)
+        else:
+            out[change.fact] = satisfying(ruleset, change)
     return out
 
 
@@ -128,7 +147,7 @@ def check_round_trip(ruleset: Ruleset, env: Mapping[str, object], evaluation: Ev
     assert evaluation.failed == [cf.criterion for cf in cfs]
     for cf in cfs:
         assert cf.changes, cf.text_zh
-        assert all(c.source != "computed" for c in cf.changes), cf
+        assert all(c.source != "computed" or age_term_fact(ruleset, c) for c in cf.changes), cf
         after = evaluate(ruleset, applied(ruleset, env, cf))
         assert CriterionStatus.PASS == status_of(after, cf.criterion), cf
     return len(cfs)
@@ -452,8 +471,10 @@ def test_no_months_of_contributions_says_at_least_one_month_and_is_actionable() 
     assert "must be at least 1 (currently 0)" in cf.text_en
 
 
-def test_a_36_year_old_is_told_the_birth_date_bound_and_that_it_is_not_actionable() -> None:
-    """Age is solved for the birth date (周岁: the 35th birthday itself is still under 35)."""
+def test_a_36_year_old_is_told_the_age_bound_and_that_it_is_not_actionable() -> None:
+    """The record keeps the age, not the birth date (``record: age``): the counterfactual asks
+    for an age (周岁: under 35 is at most 34), never a date of birth or an application date,
+    which would put the birth date back in the record."""
     cf = one(
         shipped("talent-housing-subsidy", "2026"),
         talent_2026(**{"population.birth_date": dt.date(1990, 1, 1)}),
@@ -461,31 +482,53 @@ def test_a_36_year_old_is_told_the_birth_date_bound_and_that_it_is_not_actionabl
     )
     assert [
         Change(
-            fact="population.birth_date",
-            source="registry:population",
-            current="1990-01-01",
-            required="1991-03-01",
-            op=">=",
+            fact="age_on(population.birth_date, application.date)",
+            source="computed",
+            current=36,
+            required=34,
+            op="<=",
         )
     ] == cf.changes
     assert cf.actionable is False
-    assert "人口库记录的出生日期不早于1991-03-01，当前为1990-01-01" in cf.text_zh
-    assert "小于35周岁" in cf.text_zh
+    assert "未满35周岁：需申请日的周岁至多为34周岁，当前为36周岁。" == cf.text_zh
+    assert "1990" not in cf.text_zh + cf.text_en
 
 
-def test_an_80_year_threshold_through_a_named_value_gives_the_latest_birth_date() -> None:
-    """``age >= 80`` (a named value) is solved for the birth date: born by the day before the
-    application date, 80 years earlier."""
+def test_an_80_year_threshold_through_a_named_value_asks_for_the_age() -> None:
+    """``age >= 80`` (a named value): at least 80 on the application date, currently 79."""
     ruleset = shipped("old-age-allowance", "2024")
     ex = next(e for e in ruleset.doc.tests if "C3" in e.expect.failed)
     env = example_env(ruleset, ex)
     cf = one(ruleset, env, "C3")
-    day = env["application.date"]
-    assert isinstance(day, dt.date)
     (change,) = cf.changes
-    assert ("population.birth_date", "<=") == (change.fact, change.op)
+    assert (">=", 80) == (change.op, change.required)
     assert cf.actionable is False
-    assert "出生日期不晚于" in cf.text_zh and "申请日周岁不小于80周岁" in cf.text_zh
+    assert "年满80周岁：需申请日周岁至少为80周岁，当前为" in cf.text_zh
+    assert str(env["population.birth_date"])[:4] not in cf.text_zh + cf.text_en
+
+
+def test_a_birth_date_recorded_as_it_is_is_still_solved_for() -> None:
+    """Without ``record: age`` (no catalogue), age is solved for the birth date itself."""
+    ruleset = parse_ruleset(
+        Path(shipped("talent-housing-subsidy", "2026").path).read_text(encoding="utf-8"),
+        file="2026.yaml",
+    )
+    assert frozenset() == ruleset.recording.age_fields
+    cf = one(ruleset, talent_2026(**{"population.birth_date": dt.date(1990, 1, 1)}), "C2")
+    assert ["population.birth_date"] == [c.fact for c in cf.changes]
+    assert "记录的出生日期不早于1991-03-01，当前为1990-01-01" in cf.text_zh
+
+
+def test_a_lookup_table_criterion_names_the_row_a_change_reaches() -> None:
+    """2016: a 37-year-old master's graduate (under 35 for 硕士) meets the limit with a doctorate,
+    row 3; the birth date, kept only as an age, is not solved for."""
+    ruleset = shipped("talent-housing-subsidy", "2016")
+    env = {**example_env(ruleset, ruleset.doc.tests[0])}
+    env["population.birth_date"] = dt.date(1989, 1, 1)
+    cf = one(ruleset, env, "C2")
+    assert 3 == cf.table_row
+    assert [("education.degree", "==", "博士")] == [(c.fact, c.op, c.required) for c in cf.changes]
+    assert "（依据“各学历年龄上限（未满）”表第3行）" in cf.text_zh
 
 
 def test_a_registry_record_that_must_not_exist_is_said_in_words() -> None:
@@ -497,17 +540,6 @@ def test_a_registry_record_that_must_not_exist_is_said_in_words() -> None:
     )
     assert "首次申领：需补贴发放记录中没有相关记录，当前有记录。" == cf.text_zh
     assert cf.actionable is False  # a past payment cannot be undone
-
-
-def test_a_lookup_table_criterion_keeps_the_current_row_and_names_it() -> None:
-    """2016: a 36-year-old master's graduate stays on the 硕士 row (under 35), row 2."""
-    ruleset = shipped("talent-housing-subsidy", "2016")
-    env = {**example_env(ruleset, ruleset.doc.tests[0])}
-    env["population.birth_date"] = dt.date(1989, 1, 1)
-    cf = one(ruleset, env, "C2")
-    assert 2 == cf.table_row
-    assert ["population.birth_date"] == [c.fact for c in cf.changes]
-    assert "（依据“各学历年龄上限（未满）”表第2行）" in cf.text_zh
 
 
 def test_a_guard_alternative_is_not_offered_when_the_rule_itself_can_be_met() -> None:

@@ -308,7 +308,7 @@ def test_the_data_use_log_says_when_which_registry_was_asked_what_and_why(
             f"为作出本决定，系统于{format_time(item.retrieved_at)}向{item.holder_zh}的{item.source_name_zh}{verb}了"
             in text
         )
-    assert "人口库查询了姓名、出生日期、户籍所在市、户籍所在区，用途：" in text
+    assert "人口库查询了姓名、户籍所在市、户籍所在区、出生日期，用途：" in text
     assert "年满80周岁" in text.split("数据使用记录", 1)[1]
 
 

@@ -281,15 +281,17 @@ def test_every_stored_record_replays_identically(
 def test_a_record_with_edited_evidence_no_longer_replays(
     filled: tuple[str, DecisionService, list[str]], ruleset_catalog: RulesetCatalog
 ) -> None:
-    """An approval whose recorded birth date is moved back 30 years replays as a rejection on C2."""
+    """An approval whose recorded age (the record keeps the age, not the birth date) is raised
+    to 76 replays as a rejection on C2."""
     _, service, ids = filled
     record = next(r for r in _stored_records(service, ids) if r.outcome.value == "APPROVED")
     evidence = []
     for item in record.evidence:
         if item.id == "population":
-            values = copy.deepcopy(item.values)
-            values["birth_date"] = "1950-01-01"
-            item = item.model_copy(update={"values": values})
+            assert "birth_date" not in item.values
+            ages = copy.deepcopy(item.ages)
+            ages["birth_date"] = 76
+            item = item.model_copy(update={"ages": ages})
         evidence.append(item)
     edited = record.model_copy(update={"evidence": evidence})
     ruleset = ruleset_catalog.get(record.service, record.ruleset_version)
@@ -379,7 +381,7 @@ def test_eight_threads_posting_at_once_leave_one_unbroken_chain(
 def test_audit_replay_re_decides_every_stored_record_and_names_one_that_differs(
     filled: tuple[str, DecisionService, list[str]], repo_root: Path, miaopi_bin: Path
 ) -> None:
-    """`audit replay` finds every record identical; after a birth date is edited it names that decision."""
+    """`audit replay` finds every record identical; after a recorded age is edited it names that decision."""
     url, _, ids = filled
 
     def replay_cli(*extra: str) -> subprocess.CompletedProcess[str]:
@@ -403,7 +405,7 @@ def test_audit_replay_re_decides_every_stored_record_and_names_one_that_differs(
     body = json.loads(record_json)
     for item in body["evidence"]:
         if item["id"] == "population":
-            item["values"]["birth_date"] = "1950-01-01"
+            item["ages"]["birth_date"] = 76
     _execute(
         url,
         "UPDATE explanation_records SET record_json = :j WHERE seq = :s",
