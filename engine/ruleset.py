@@ -31,6 +31,7 @@ from engine.errors import RulesetError, RulesetInvalid
 from engine.expr import Expr, Literal
 from engine.model import InputField, RulesetDoc
 from engine.registries import RegistryCatalogue
+from engine.text import SingleLine
 
 __all__ = [
     "APPLICATION_NAMES",
@@ -235,7 +236,7 @@ def form_model(inputs: list[InputField], *, name: str) -> type[BaseModel]:
         if f.type == "enum":
             annotation = TypingLiteral[tuple(f.values or ())]
         elif f.type == "string":
-            annotation = str
+            annotation = SingleLine  # no control, format or bidi characters (engine.text)
             if f.pattern:
                 constraints["pattern"] = f.pattern
             if f.max_length:
