@@ -18,6 +18,7 @@ from api.auth import Principal, Role
 from api.citizen import CaseOut, case_out
 from api.common import AUTH_RESPONSES, AppContext, ErrorBody, error, staff
 from engine import Outcome
+from engine.text import FreeText, SingleLine
 from explanations import replay
 from explanations.log import public_key_pem
 
@@ -35,9 +36,9 @@ class Resolve(BaseModel):
     """A reviewer's decision on a case: a new record, linked to the automated one."""
 
     outcome: Literal["APPROVED", "REJECTED"]
-    reason_zh: str = Field(min_length=1, max_length=4000, description="理由（中文）")
-    reason_en: str | None = Field(default=None, max_length=4000)
-    outputs: dict[str, str | int | bool | None] | None = Field(
+    reason_zh: FreeText = Field(min_length=1, max_length=4000, description="理由（中文）")
+    reason_en: FreeText | None = Field(default=None, max_length=4000)
+    outputs: dict[SingleLine, SingleLine | int | bool | None] | None = Field(
         default=None,
         description="amounts etc. when the person decides them (exact decimals as strings)",
     )
