@@ -30,7 +30,9 @@ class ObjectionIn(BaseModel):
     """An objection (提出异议) or a request for a human decision (PIPL art. 24)."""
 
     kind: Literal["objection", "human_decision"] = "objection"
-    reason: FreeText = Field(min_length=1, max_length=2000, description="申请人陈述 / your statement")
+    reason: FreeText = Field(
+        min_length=1, max_length=2000, description="申请人陈述 / your statement"
+    )
 
 
 class CaseOut(BaseModel):
@@ -108,7 +110,10 @@ def install_citizen_routes(app: FastAPI, ctx: AppContext) -> None:
         tags=["citizen"],
         response_class=HTMLResponse,
         responses={
-            404: {"description": "no such decision, or no or wrong token (the same answer)"}
+            404: {
+                "description": "no such decision, or no or wrong token (the same answer)",
+                "content": {"text/html": {}},
+            }
         },
     )
     def explanation_page(
@@ -142,7 +147,14 @@ def install_citizen_routes(app: FastAPI, ctx: AppContext) -> None:
         "/explain/{decision_id}/requests",
         tags=["citizen"],
         response_class=HTMLResponse,
-        responses={404: {"description": "no such decision, or no or wrong token"}},
+        status_code=303,
+        responses={
+            303: {"description": "back to the page, saying whether the request was received"},
+            404: {
+                "description": "no such decision, or no or wrong token",
+                "content": {"text/html": {}},
+            },
+        },
     )
     def page_request(
         decision_id: str,

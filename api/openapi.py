@@ -47,6 +47,12 @@ def _patch(schema: dict[str, Any]) -> None:
             invalid = responses.get("422")
             if invalid is not None and "HTTPValidationError" in str(invalid):
                 responses["422"] = _error_response(_INVALID)
+            for response in responses.values():
+                # A text route (response_class) puts its error models under text/plain too;
+                # errors are always JSON.
+                content = response.get("content", {})
+                if _REF in str(content) and set(content) != {"application/json"}:
+                    response["content"] = {"application/json": {"schema": {"$ref": _REF}}}
             content = operation.get("requestBody", {}).get("content", {})
             extra = _JSON_BODY if "application/json" in content else _ANY_BODY if content else {}
             for status, description in extra.items():

@@ -238,7 +238,11 @@ def install_staff_routes(app: FastAPI, ctx: AppContext) -> None:
 
     # --- the signed log: public by design ----------------------------------------------------
 
-    @app.get("/v1/log/checkpoint", tags=["log"])
+    @app.get(
+        "/v1/log/checkpoint",
+        tags=["log"],
+        responses={404: {"model": ErrorBody, "description": "the log is empty"}},
+    )
     def log_checkpoint() -> JSONResponse:
         """The latest signed checkpoint (size, root, time, signature). Public: save it."""
         head = ctx.store.checkpoint()
