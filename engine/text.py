@@ -21,13 +21,14 @@ registries, and characters newer than this Python's Unicode tables are unassigne
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
-__all__ = ["FreeText", "SingleLine", "check_text", "text_problem"]
+__all__ = ["FreeText", "SingleLine", "check_text", "text_pattern", "text_problem"]
 
 _ALLOWED_MULTILINE = frozenset("\n\t\u200c\u200d")
 """Also the zero-width (non-)joiners, which emoji sequences and some scripts need in prose."""
@@ -82,6 +83,39 @@ def check_text(text: str, *, multiline: bool = False) -> str:
     return text
 
 
+@functools.cache
+def text_pattern(*, multiline: bool = False) -> str:
+    """The same rule as a regular expression, for JSON Schema (``^[^…]*$``).
+
+    Built on first use from this Python's Unicode tables (a scan of every code point, ~50 ms);
+    code points outside the Basic Multilingual Plane appear as themselves, the others as
+    ``\\uXXXX`` escapes (surrogates cannot be written in a JSON document otherwise).
+    """
+    refused: list[int] = []
+    for cp in range(0x110000):
+        ch = chr(cp)
+        if multiline and ch in _ALLOWED_MULTILINE:
+            continue
+        if (
+            unicodedata.category(ch) in ("Cc", "Cs", "Cf")
+            or (ch in _SEPARATORS and not multiline)
+            or _is_noncharacter(ch)
+        ):
+            refused.append(cp)
+    ranges: list[tuple[int, int]] = []
+    for cp in refused:
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1] = (ranges[-1][0], cp)
+        else:
+            ranges.append((cp, cp))
+
+    def char(cp: int) -> str:
+        return chr(cp) if cp > 0xFFFF else f"\\u{cp:04x}"
+
+    body = "".join(char(a) if a == b else f"{char(a)}-{char(b)}" for a, b in ranges)
+    return f"^[^{body}]*$"
+
+
 def _single(text: str) -> str:
     return check_text(text)
 
@@ -90,7 +124,15 @@ def _multi(text: str) -> str:
     return check_text(text, multiline=True)
 
 
-SingleLine = Annotated[str, AfterValidator(_single)]
+def _single_schema(schema: dict[str, Any]) -> None:
+    schema.setdefault("pattern", text_pattern())  # a ruleset's own pattern is stricter
+
+
+def _multi_schema(schema: dict[str, Any]) -> None:
+    schema.setdefault("pattern", text_pattern(multiline=True))
+
+
+SingleLine = Annotated[str, AfterValidator(_single), Field(json_schema_extra=_single_schema)]
 """A name, a code or a form string: one line, no control, format or bidi characters."""
-FreeText = Annotated[str, AfterValidator(_multi)]
+FreeText = Annotated[str, AfterValidator(_multi), Field(json_schema_extra=_multi_schema)]
 """A statement or a reason: as ``SingleLine``, and ``\\n`` and ``\\t`` are allowed."""

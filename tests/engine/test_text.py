@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.privacy import check_digit, id_number_problem
-from engine.text import check_text, text_problem
+from engine.text import check_text, text_pattern, text_problem
 
 VALID_ID = "440305199603159012"
 
@@ -80,3 +82,19 @@ def test_an_id_number_needs_ascii_digits(digits: dict[int, str]) -> None:
 def test_an_id_number_with_a_trailing_newline_is_refused() -> None:
     """The whole text must be the number: a newline after it is not ignored."""
     assert id_number_problem(VALID_ID + "\n") is not None
+
+
+@pytest.fixture(scope="module")
+def patterns() -> dict[bool, re.Pattern[str]]:
+    """The published patterns, built once (the first build scans every code point)."""
+    return {multiline: re.compile(text_pattern(multiline=multiline)) for multiline in (False, True)}
+
+
+@given(text=st.text(), multiline=st.booleans())
+def test_the_json_schema_pattern_says_the_same_as_the_check(
+    patterns: dict[bool, re.Pattern[str]], text: str, multiline: bool
+) -> None:
+    """The pattern published in the OpenAPI document accepts exactly the text the check accepts."""
+    assert (text_problem(text, multiline=multiline) is None) == bool(
+        patterns[multiline].match(text)
+    )
