@@ -146,7 +146,7 @@ def install_citizen_routes(app: FastAPI, ctx: AppContext) -> None:
     @app.post(
         "/explain/{decision_id}/requests",
         tags=["citizen"],
-        response_class=HTMLResponse,
+        response_class=RedirectResponse,
         status_code=303,
         responses={
             303: {"description": "back to the page, saying whether the request was received"},

@@ -60,7 +60,7 @@ def install_staff_routes(app: FastAPI, ctx: AppContext) -> None:
         mine: bool = False,
         overdue: bool | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # a database integer
     ) -> JSONResponse:
         """The review queue, earliest due first, filtered (role ``reviewer``)."""
         cases = ctx.reviews.queue(

@@ -562,3 +562,81 @@ def test_every_error_status_is_documented_with_the_error_body(client: TestClient
                     assert {"$ref": "#/components/schemas/ErrorBody"} == schema, where
             if "application/json" in op.get("requestBody", {}).get("content", {}):
                 assert {"400", "413", "415", "422"} <= set(op["responses"]), (method, path)
+
+
+# --- control characters in the address ----------------------------------------------------------
+
+
+@pytest.fixture
+def postgres_client(
+    postgres_url: str, demo_dir: Any, rulesets_dir: Any
+) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """The service on PostgreSQL (which refuses to compare a text holding NUL), with staff keys."""
+    from support import TEST_SECRET_KEY, signing_key_path
+
+    from api.app import create_app
+    from api.auth import KeyStore
+    from api.settings import Settings
+
+    app = create_app(
+        Settings(
+            data_dir=demo_dir,
+            rulesets_dir=rulesets_dir,
+            database_url=postgres_url,
+            pseudonym_key=TEST_SECRET_KEY,
+            signing_key_file=signing_key_path(),
+        )
+    )
+    keys = KeyStore(app.state.ctx.store.engine)
+    made = {role: keys.create(role)[1] for role in ("platform", "reviewer", "auditor", "policy")}
+    try:
+        with TestClient(app) as c:
+            yield c, made
+    finally:
+        app.state.service.close()
+        app.state.service.store.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("method", "path", "role", "where"),
+    [
+        ("GET", "/v1/review/cases/a%00b", "reviewer", ["path", "case_id"]),
+        ("POST", "/v1/review/cases/a%00b/claim", "reviewer", ["path", "case_id"]),
+        ("GET", "/v1/review/cases?service=a%00b", "reviewer", ["query", "service"]),
+        ("GET", "/v1/audit/replay/a%1bb", "auditor", ["path", "decision_id"]),
+        ("GET", "/v1/rulesets/a%00b/2016", "policy", ["path", "service"]),
+        ("GET", "/v1/decisions/a%00b?token=x", "platform", ["path", "decision_id"]),
+    ],
+)
+def test_a_control_character_in_the_address_is_422_not_500(
+    postgres_client: tuple[TestClient, dict[str, str]],
+    method: str,
+    path: str,
+    role: str,
+    where: list[str],
+) -> None:
+    """NUL or ESC in a path or query parameter (a 500 on PostgreSQL): 422 naming the parameter."""
+    client, keys = postgres_client
+    r = client.request(method, path, headers=bearer(keys[role]))
+    _assert_refused(r, 422, "INVALID_REQUEST", loc=where, kind="control_character")
+
+
+def test_the_page_answers_a_control_character_in_its_address_with_its_404(
+    client: TestClient,
+) -> None:
+    """The citizen's page keeps one answer for every wrong address: its HTML 404."""
+    r = client.get("/explain/a%00b", params={"token": "x"})
+    assert (404, "text/html") == (r.status_code, r.headers["content-type"].split(";")[0])
+
+
+def test_an_offset_past_any_database_integer_is_422_not_500(
+    client: TestClient, role_keys: dict[str, str]
+) -> None:
+    """The review queue's offset of 30 digits (schemathesis found a 500): 422 naming offset."""
+    r = client.get(
+        "/v1/review/cases",
+        params={"offset": "238273067016971677955889561600"},
+        headers=bearer(role_keys["reviewer"]),
+    )
+    _assert_refused(r, 422, "INVALID_REQUEST", loc=["query", "offset"])
