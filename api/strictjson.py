@@ -25,7 +25,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request, Response
 from fastapi import params as fastapi_params
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 
 __all__ = [
@@ -251,10 +251,14 @@ class StrictJSONRequest(Request):
         return self._json
 
 
-def _control_in_parameters(request: Request) -> None:
-    """``ApiError`` 422 when a path or query parameter holds a control character."""
+def _control_in_parameters(request: Request, query_names: frozenset[str]) -> None:
+    """``ApiError`` 422 when a path or a declared query parameter holds a control character."""
     found = [("path", k) for k, v in request.path_params.items() if _CONTROL.search(str(v))]
-    found += [("query", k) for k, v in request.query_params.multi_items() if _CONTROL.search(v)]
+    found += [
+        ("query", k)
+        for k, v in request.query_params.multi_items()
+        if k in query_names and _CONTROL.search(v)
+    ]
     if found:
         raise ApiError(
             422,
@@ -292,13 +296,27 @@ class StrictJSONRoute(APIRoute):
         self, handler: Callable[[Request], Coroutine[Any, Any, Response]]
     ) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """``handler``, refusing control characters in parameters first (JSON routes only: the
-        citizen's pages answer any wrong address with the same HTML 404, before any lookup)."""
+        citizen's page and its form answer any wrong address with the same HTML 404, before
+        any lookup)."""
         response_class = getattr(self.response_class, "value", self.response_class)
-        if isinstance(response_class, type) and issubclass(response_class, HTMLResponse):
+        if isinstance(response_class, type) and issubclass(
+            response_class, HTMLResponse | RedirectResponse
+        ):
             return handler
+        has_path = False
+        query_names: set[str] = set()
+        pending = [self.dependant]
+        while pending:  # the route's parameters and those of its dependencies
+            dependant = pending.pop()
+            has_path = has_path or bool(dependant.path_params)
+            query_names.update(f.alias for f in dependant.query_params)
+            pending += dependant.dependencies
+        if not has_path and not query_names:
+            return handler
+        names = frozenset(query_names)
 
         async def checked(request: Request) -> Response:
-            _control_in_parameters(request)
+            _control_in_parameters(request, names)
             return await handler(request)
 
         return checked

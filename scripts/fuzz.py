@@ -165,9 +165,9 @@ def write_config(
 
 
 @contextmanager
-def own_server(folder: Path, database_url: str | None) -> Iterator[tuple[str, str]]:
+def own_server(folder: Path, database_url: str | None) -> Iterator[tuple[str, str, Path]]:
     """``miaopi serve`` on demo data in ``folder`` (SQLite there unless ``database_url``);
-    its base URL and database URL."""
+    its base URL, database URL and log."""
     from adapters.demo import generate_demo_data
     from api.secrets import generate_signing_key
 
@@ -208,22 +208,24 @@ def own_server(folder: Path, database_url: str | None) -> Iterator[tuple[str, st
             if time.monotonic() > deadline:
                 raise SystemExit(f"server did not answer within 60 s:\n{log.read_text()}")
             time.sleep(0.2)
-        yield base, database_url
+        yield base, database_url, log
     finally:
         server.terminate()
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
-        errors = [
-            line for line in log.read_text(errors="replace").splitlines() if "Traceback" in line
-        ]
-        if errors:
-            progress(f"the server logged {len(errors)} tracebacks (log: {log})")
 
 
 def fuzz(
-    base: str, database_url: str, *, samples: Path, examples: int, folder: Path, workers: int
+    base: str,
+    database_url: str,
+    *,
+    samples: Path,
+    examples: int,
+    folder: Path,
+    workers: int,
+    server_log: Path | None = None,
 ) -> int:
     """Run schemathesis against ``base``; print the figures; 0 when it found nothing."""
     keys = make_keys(database_url)
@@ -246,14 +248,16 @@ def fuzz(
     if done.stderr.strip():
         print(done.stderr[-5_000:], file=sys.stderr)
     figures = summary(report)
+    tracebacks = server_log.read_text(errors="replace").count("Traceback") if server_log else 0
     print(
         f"fuzz: {figures.get('operations', '?')} operations, {figures.get('cases', '?')} cases, "
         f"{figures.get('failures', '?')} failures {figures.get('by_check', {})}, "
-        f"{figures.get('errors', '?')} errors, {elapsed:.0f} s "
+        f"{figures.get('errors', '?')} errors, "
+        f"{tracebacks if server_log else 'unread'} server tracebacks, {elapsed:.0f} s "
         f"(schemathesis {figures.get('seconds', '?')} s); {examples} examples per operation; "
         f"exit {done.returncode}; machine: {machine()}"
     )
-    return done.returncode
+    return done.returncode or (1 if tracebacks else 0)
 
 
 def summary(report: Path) -> dict[str, object]:
@@ -302,10 +306,10 @@ def main() -> int:
                 args.url, args.database_url, samples=args.samples, examples=args.examples,
                 folder=folder, workers=args.workers,
             )  # fmt: skip
-        with own_server(folder, args.database_url) as (base, database_url):
+        with own_server(folder, args.database_url) as (base, database_url, log):
             return fuzz(
                 base, database_url, samples=folder / "demo" / "applications",
-                examples=args.examples, folder=folder, workers=args.workers,
+                examples=args.examples, folder=folder, workers=args.workers, server_log=log,
             )  # fmt: skip
     finally:
         if args.keep:

@@ -625,9 +625,12 @@ def test_a_control_character_in_the_address_is_422_not_500(
 def test_the_page_answers_a_control_character_in_its_address_with_its_404(
     client: TestClient,
 ) -> None:
-    """The citizen's page keeps one answer for every wrong address: its HTML 404."""
-    r = client.get("/explain/a%00b", params={"token": "x"})
-    assert (404, "text/html") == (r.status_code, r.headers["content-type"].split(";")[0])
+    """The citizen's page and its form keep one answer for every wrong address: the HTML 404."""
+    for r in (
+        client.get("/explain/a%00b", params={"token": "x"}),
+        client.post("/explain/a%00b/requests?token=x", data={"kind": "objection", "reason": "r"}),
+    ):
+        assert (404, "text/html") == (r.status_code, r.headers["content-type"].split(";")[0])
 
 
 def test_an_offset_past_any_database_integer_is_422_not_500(
@@ -640,3 +643,11 @@ def test_an_offset_past_any_database_integer_is_422_not_500(
         headers=bearer(role_keys["reviewer"]),
     )
     _assert_refused(r, 422, "INVALID_REQUEST", loc=["query", "offset"])
+
+
+def test_an_undeclared_query_parameter_is_ignored_even_with_a_control_character(
+    client: TestClient, role_keys: dict[str, str]
+) -> None:
+    """Only the parameters a route declares are checked (a route without any answers no 422)."""
+    r = client.get("/v1/rulesets", params={"x": "\x00"}, headers=bearer(role_keys["policy"]))
+    assert 200 == r.status_code
