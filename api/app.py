@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import time
 import uuid
@@ -14,6 +15,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import metrics
 from api.auth import Authenticator, AuthFailed, KeyStore, OidcVerifier, Principal, Role
@@ -32,10 +34,13 @@ from api.common import (
 from api.deployment import Deployment, load_deployment
 from api.docs import install_redoc
 from api.logging import configure_logging
+from api.openapi import document_errors
 from api.ops import install_ops_routes
 from api.service import DecisionRequest, DecisionService, RequestRejected, request_sha256
 from api.settings import Settings
 from api.staff import install_staff_routes
+from api.strictjson import ApiError, StrictJSONRoute
+from api.window import check_submitted_at
 from explanations import (
     DecisionResponse,
     DecisionStore,
@@ -168,6 +173,16 @@ class RequestContext:
 
 
 Platform = Annotated[Principal, Depends(staff(Role.PLATFORM))]
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]{1,200}$"
+"""Visible ASCII, at most 200 characters: the key is stored and compared as given."""
+_HTTP_ERRORS: dict[int, tuple[str, str, str]] = {
+    400: ("BAD_REQUEST", "请求有误", "bad request"),
+    404: ("NOT_FOUND", "未找到", "not found"),
+    405: ("METHOD_NOT_ALLOWED", "不支持此请求方法", "method not allowed"),
+    413: ("BODY_TOO_LARGE", "请求体过大", "request body too large"),
+    415: ("UNSUPPORTED_MEDIA_TYPE", "不支持的请求体类型", "unsupported media type"),
+}
+"""Codes for the HTTP errors FastAPI and Starlette raise themselves (unknown route, method …)."""
 _DOCS_POLICY = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; font-src 'self' data:"
@@ -265,17 +280,48 @@ def create_app(
             "citizens open their own decision with its `access_token`."
         ),
     )
+    app.router.route_class = StrictJSONRoute  # JSON bodies read strictly (api.strictjson)
     app.state.service = svc
     app.state.settings = settings
     app.state.ctx = ctx
     install_redoc(app)
+    document_errors(app)
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestContext)  # outermost: a 413 is logged and counted too
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code in (204, 304):  # no body allowed
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        if isinstance(exc, ApiError):
+            response = error(exc.status_code, exc.code, exc.message_zh, exc.message_en, exc.fields)
+        else:
+            code, zh, en = _HTTP_ERRORS.get(
+                exc.status_code,
+                (f"HTTP_{exc.status_code}", "请求无法处理", "the request cannot be handled"),
+            )
+            response = error(exc.status_code, code, zh, en)
+        response.headers.update(exc.headers or {})
+        return response
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
+        if any(tuple(e["loc"][:2]) == ("header", "idempotency-key") for e in errors):
+            return error(
+                400,
+                "IDEMPOTENCY_KEY_INVALID",
+                "Idempotency-Key 须为1至200个可见ASCII字符（不含空格）",
+                "the Idempotency-Key must be 1 to 200 visible ASCII characters (no spaces)",
+                [
+                    {
+                        "loc": ["header", "idempotency-key"],
+                        "msg": "1-200 characters ! to ~",
+                        "type": "idempotency_key",
+                    }
+                ],
+            )
         if any(e.get("type") == "json_invalid" for e in errors):
             return error(
                 400,
@@ -325,14 +371,17 @@ def create_app(
         response_model=DecisionResponse,
         responses={
             **AUTH_RESPONSES,
-            400: {"model": ErrorBody, "description": "no Idempotency-Key, or malformed JSON"},
+            400: {
+                "model": ErrorBody,
+                "description": "no Idempotency-Key or an invalid one, or malformed JSON",
+            },
             404: {"model": ErrorBody, "description": "unknown service"},
             413: {"model": ErrorBody, "description": "body too large"},
             422: {
                 "model": ErrorBody,
-                "description": "invalid fields, no version in force, key reused, a resident "
-                "ID number inside application_id or Idempotency-Key "
-                "(PERSONAL_DATA_IN_IDENTIFIER)",
+                "description": "invalid fields, submitted_at in the future or before the service "
+                "existed, no version in force, key reused, a resident ID number inside "
+                "application_id or Idempotency-Key (PERSONAL_DATA_IN_IDENTIFIER)",
             },
             503: {
                 "model": ErrorBody,
@@ -345,7 +394,13 @@ def create_app(
         body: DecisionRequest,
         svc: ServiceDep,
         _who: Platform,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                pattern=IDEMPOTENCY_KEY_PATTERN,
+                description="1–200 visible ASCII characters; a retry sends the same key",
+            ),
+        ] = None,
     ) -> JSONResponse:
         """Decide one application (role ``platform``). Same ``Idempotency-Key`` and body → the same decision.
 
@@ -360,6 +415,12 @@ def create_app(
                 "the Idempotency-Key header is required",
             )
         structlog.contextvars.bind_contextvars(application_id=body.application_id)
+        check_submitted_at(
+            body,
+            now=svc.clock(),
+            catalog=svc.catalog,
+            max_skew=dt.timedelta(seconds=settings.max_clock_skew_s),
+        )
         stored = svc.decide(
             body,
             idempotency_key=idempotency_key,

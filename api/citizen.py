@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, Field
 
 from api.common import AppContext, ErrorBody, TokenHeader, TokenQuery, error
+from engine.text import FreeText, check_text
 from explanations import ExplanationRecordV1
 from explanations.review import CaseConflict, ReviewCaseRow
 
@@ -29,7 +30,9 @@ class ObjectionIn(BaseModel):
     """An objection (提出异议) or a request for a human decision (PIPL art. 24)."""
 
     kind: Literal["objection", "human_decision"] = "objection"
-    reason: str = Field(min_length=1, max_length=2000, description="申请人陈述 / your statement")
+    reason: FreeText = Field(
+        min_length=1, max_length=2000, description="申请人陈述 / your statement"
+    )
 
 
 class CaseOut(BaseModel):
@@ -107,7 +110,10 @@ def install_citizen_routes(app: FastAPI, ctx: AppContext) -> None:
         tags=["citizen"],
         response_class=HTMLResponse,
         responses={
-            404: {"description": "no such decision, or no or wrong token (the same answer)"}
+            404: {
+                "description": "no such decision, or no or wrong token (the same answer)",
+                "content": {"text/html": {}},
+            }
         },
     )
     def explanation_page(
@@ -140,8 +146,15 @@ def install_citizen_routes(app: FastAPI, ctx: AppContext) -> None:
     @app.post(
         "/explain/{decision_id}/requests",
         tags=["citizen"],
-        response_class=HTMLResponse,
-        responses={404: {"description": "no such decision, or no or wrong token"}},
+        response_class=RedirectResponse,
+        status_code=303,
+        responses={
+            303: {"description": "back to the page, saying whether the request was received"},
+            404: {
+                "description": "no such decision, or no or wrong token",
+                "content": {"text/html": {}},
+            },
+        },
     )
     def page_request(
         decision_id: str,
@@ -159,6 +172,10 @@ def install_citizen_routes(app: FastAPI, ctx: AppContext) -> None:
         if record is None or token is None:
             return HTMLResponse(_NOT_FOUND_PAGE, status_code=404)
         statement = (reason or "").strip()
+        try:
+            statement = check_text(statement, multiline=True)  # no control or bidi characters
+        except ValueError:
+            statement = ""
         valid = kind in ("objection", "human_decision") and 0 < len(statement) <= 2000
         if valid:
             try:

@@ -17,12 +17,13 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict
 
 from api import metrics
 from api.auth import Role
@@ -69,6 +70,15 @@ def metrics_reader(request: Request, _credentials: OpsCredentials = None) -> Non
 
 OpsReader = Annotated[None, Depends(ops_reader)]
 MetricsReader = Annotated[None, Depends(metrics_reader)]
+
+
+class ReadinessBody(BaseModel):
+    """What ``/readyz`` answers, ready (200) or not (503): one entry per check."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, dict[str, Any]]
 
 
 class Readiness:
@@ -201,10 +211,12 @@ def install_ops_routes(app: FastAPI, ctx: AppContext) -> None:
     @app.get(
         "/readyz",
         tags=["ops"],
+        response_model=ReadinessBody,
         responses={
             503: {
+                "model": ReadinessBody,
                 "description": "not ready: ``checks`` names each failed check "
-                "(database, rulesets, sources) with a stable code"
+                "(database, rulesets, sources) with a stable code",
             }
         },
     )

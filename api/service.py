@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import importlib.metadata
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -43,6 +44,7 @@ from engine._semantics import MISSING, value
 from engine.expr import Name
 from engine.privacy import contains_id_number, id_number_problem
 from engine.registries import RegistryCatalogue
+from engine.text import SingleLine
 from explanations import (
     DataUse,
     DecisionStore,
@@ -75,6 +77,9 @@ __all__ = [
 ]
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+SUBMITTED_YEARS = (1900, 2999)
+"""The years a submission date may name at all (the real window: ``api.window``)."""
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 log = structlog.get_logger("miaopi.decision")
 
 
@@ -92,7 +97,7 @@ class ApplicantIn(BaseModel):
     id_number: str = Field(
         min_length=18, max_length=18, description="居民身份证号码 (18 characters, GB 11643)"
     )
-    name: str = Field(min_length=1, max_length=50, description="姓名")
+    name: SingleLine = Field(min_length=1, max_length=50, description="姓名")
 
     @field_validator("id_number")
     @classmethod
@@ -126,6 +131,37 @@ class DecisionRequest(BaseModel):
         raise ValueError(
             "申请提交时间须为带时区的 ISO 8601 字符串 / expected an ISO 8601 date-time string with an offset"
         )
+
+    @field_validator("submitted_at")
+    @classmethod
+    def _plausible_year(cls, v: dt.datetime) -> dt.datetime:
+        # Year 1 or 9999 with an offset overflows when converted to Beijing time. Whether the
+        # date is in the future or before the service existed needs the clock and the
+        # catalogue: ``api.window`` checks that.
+        if not SUBMITTED_YEARS[0] <= v.year <= SUBMITTED_YEARS[1]:
+            raise ValueError(
+                f"申请提交时间的年份须在 {SUBMITTED_YEARS[0]}–{SUBMITTED_YEARS[1]} 之间 / the year "
+                f"must be between {SUBMITTED_YEARS[0]} and {SUBMITTED_YEARS[1]}"
+            )
+        return v
+
+    @field_validator("form")
+    @classmethod
+    def _encodable(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # The body is hashed (idempotency) before the form is checked against the service's
+        # form model; a lone surrogate in a key or a string cannot be encoded to hash it.
+        pending: list[object] = [v]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, str) and _SURROGATE.search(item):
+                raise ValueError(
+                    "申请表含有不成对的代理码位 / the form holds a lone surrogate (not encodable text)"
+                )
+            if isinstance(item, dict):
+                pending += [*item.keys(), *item.values()]
+            elif isinstance(item, list):
+                pending += item
+        return v
 
 
 class RequestRejected(Exception):

@@ -26,6 +26,8 @@ class Settings(BaseModel):
     migrate: bool = True
     """Upgrade the schema at start (under a lock); ``False``: refuse to start unless at head."""
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    max_clock_skew_s: int = Field(default=300, ge=0, le=3600)
+    """How far in the future an application's ``submitted_at`` may be (the platform's clock)."""
     evidence_budget_ms: int = Field(default=800, ge=1, le=60_000)
     """How long one decision may wait for all of its evidence."""
     evidence_budgets: dict[str, int] = Field(default_factory=dict)
@@ -89,6 +91,7 @@ class Settings(BaseModel):
             "database_url": "DATABASE_URL",
             "migrate": "MIAOPI_MIGRATE",
             "max_body_bytes": "MIAOPI_MAX_BODY_BYTES",
+            "max_clock_skew_s": "MIAOPI_MAX_CLOCK_SKEW_S",
             "evidence_budget_ms": "MIAOPI_EVIDENCE_BUDGET_MS",
             "registry_url": "MIAOPI_REGISTRY_URL",
             "pseudonym_key": "MIAOPI_PSEUDONYM_KEY",

@@ -18,6 +18,7 @@ from api.auth import Principal, Role
 from api.citizen import CaseOut, case_out
 from api.common import AUTH_RESPONSES, AppContext, ErrorBody, error, staff
 from engine import Outcome
+from engine.text import FreeText, SingleLine
 from explanations import replay
 from explanations.log import public_key_pem
 
@@ -35,9 +36,9 @@ class Resolve(BaseModel):
     """A reviewer's decision on a case: a new record, linked to the automated one."""
 
     outcome: Literal["APPROVED", "REJECTED"]
-    reason_zh: str = Field(min_length=1, max_length=4000, description="理由（中文）")
-    reason_en: str | None = Field(default=None, max_length=4000)
-    outputs: dict[str, str | int | bool | None] | None = Field(
+    reason_zh: FreeText = Field(min_length=1, max_length=4000, description="理由（中文）")
+    reason_en: FreeText | None = Field(default=None, max_length=4000)
+    outputs: dict[SingleLine, SingleLine | int | bool | None] | None = Field(
         default=None,
         description="amounts etc. when the person decides them (exact decimals as strings)",
     )
@@ -59,7 +60,7 @@ def install_staff_routes(app: FastAPI, ctx: AppContext) -> None:
         mine: bool = False,
         overdue: bool | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # a database integer
     ) -> JSONResponse:
         """The review queue, earliest due first, filtered (role ``reviewer``)."""
         cases = ctx.reviews.queue(
@@ -237,7 +238,11 @@ def install_staff_routes(app: FastAPI, ctx: AppContext) -> None:
 
     # --- the signed log: public by design ----------------------------------------------------
 
-    @app.get("/v1/log/checkpoint", tags=["log"])
+    @app.get(
+        "/v1/log/checkpoint",
+        tags=["log"],
+        responses={404: {"model": ErrorBody, "description": "the log is empty"}},
+    )
     def log_checkpoint() -> JSONResponse:
         """The latest signed checkpoint (size, root, time, signature). Public: save it."""
         head = ctx.store.checkpoint()

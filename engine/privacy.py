@@ -16,13 +16,15 @@ __all__ = [
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
-_SHAPE = re.compile(r"^\d{17}[\dX]$")
+_SHAPE = re.compile(r"[0-9]{17}[0-9X]")
+"""ASCII digits only: ``\\d`` and ``str.isdigit`` also take full-width and Arabic-Indic digits."""
+_DIGITS = re.compile(r"[0-9]+")
 _WINDOW = re.compile(r"(?=([0-9]{17}[0-9Xx]))")
 
 
 def check_digit(first17: str) -> str:
     """The 18th character of a resident ID number, from its first 17 digits (ISO 7064 MOD 11-2)."""
-    if len(first17) != 17 or not first17.isdigit():
+    if len(first17) != 17 or not _DIGITS.fullmatch(first17):
         raise ValueError(f"expected 17 digits, got {len(first17)} characters")
     total = sum(int(d) * w for d, w in zip(first17, _WEIGHTS, strict=True))
     return _CHECK[total % 11]
@@ -38,7 +40,7 @@ def id_number_problem(id_number: str) -> str | None:
 
     The message is bilingual (zh-CN first) and never repeats the number itself.
     """
-    if not _SHAPE.match(id_number):
+    if not _SHAPE.fullmatch(id_number):
         return "身份证号码应为18位，前17位为数字，末位为数字或X / expected 18 characters: 17 digits then a digit or X"
     try:
         id_number_birth_date(id_number)

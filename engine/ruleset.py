@@ -32,6 +32,7 @@ from engine.expr import Expr, Literal
 from engine.model import InputField, RulesetDoc
 from engine.recording import RecordingPlan
 from engine.registries import RegistryCatalogue
+from engine.text import SingleLine
 
 __all__ = [
     "APPLICATION_NAMES",
@@ -256,7 +257,7 @@ def form_model(inputs: list[InputField], *, name: str, partial: bool = False) ->
         if f.type == "enum":
             annotation = TypingLiteral[tuple(f.values or ())]
         elif f.type == "string":
-            annotation = str
+            annotation = SingleLine  # no control, format or bidi characters (engine.text)
             if f.pattern:
                 constraints["pattern"] = f.pattern
             if f.max_length:

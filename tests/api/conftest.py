@@ -105,12 +105,18 @@ def serve(tmp_path: Path, repo_root: Path, miaopi_bin: Path) -> Iterator[Callabl
     """Start ``miaopi serve`` as a real process; returns its base URL. Stopped afterwards."""
     servers: list[subprocess.Popen[bytes]] = []
 
-    def start(*, rulesets: Path, data_dir: Path, extra: tuple[str, ...] = ()) -> str:
+    def start(
+        *,
+        rulesets: Path,
+        data_dir: Path,
+        extra: tuple[str, ...] = (),
+        environ: dict[str, str] | None = None,
+    ) -> str:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         log = tmp_path / f"server-{port}.log"
         db_url = f"sqlite:///{tmp_path}/server-{port}.db"
-        env = server_env(db_url)
+        env = server_env(db_url) | (environ or {})
         start.headers = bearer(make_key(db_url, "platform"))  # type: ignore[attr-defined]
         start.database_url = db_url  # type: ignore[attr-defined]
         with log.open("wb") as out:

@@ -291,9 +291,9 @@ BAD_BODIES = [
     pytest.param(
         _set(("submitted_at",), "2015-06-01T10:00:00+08:00"),
         422,
-        "NO_VERSION_IN_FORCE",
+        "SUBMITTED_BEFORE_SERVICE",
         ["body", "submitted_at"],
-        id="no-version-in-force",
+        id="before-the-service-existed",
     ),
 ]
 
@@ -339,13 +339,13 @@ def test_a_wrong_check_digit_is_explained_without_echoing_the_number(
 def test_an_application_dated_before_any_version_names_the_date(
     client: TestClient, demo_samples: dict
 ) -> None:
-    """2015-06-01 has no ruleset in force: 422 NO_VERSION_IN_FORCE naming 2015-06-01."""
+    """2015-06-01 is before the service's first version: 422 SUBMITTED_BEFORE_SERVICE naming 2015-06-01."""
     body = _fresh(demo_samples["approved-master-2016.json"].body)
     body["submitted_at"] = "2015-06-01T10:00:00+08:00"
     r = _post(client, body, key=_key())
     assert 422 == r.status_code
     error = r.json()["error"]
-    assert "NO_VERSION_IN_FORCE" == error["code"]
+    assert "SUBMITTED_BEFORE_SERVICE" == error["code"]
     assert "2015-06-01" in error["message_zh"]
     assert "2015-06-01" in error["message_en"]
 

@@ -31,6 +31,7 @@ from engine._semantics import MISSING, truth, value
 from engine.dates import anniversary
 from engine.expr import And, Compare, Expr, In, ListLit, Literal, Not, Or, parse
 from engine.model import HIT_POLICIES, InputField
+from engine.text import text_problem
 
 __all__ = [
     "APPLICANT_ID",
@@ -408,6 +409,13 @@ def _bounded(field: InputField, lo: int, hi: int) -> tuple[Decimal, Decimal]:
     return low, high
 
 
+def typed_text(size: int) -> st.SearchStrategy[str]:
+    """Text a person can type into a form string (``engine.text`` refuses control, format and
+    bidi characters, surrogates and noncharacters)."""
+    alphabet = st.characters(exclude_categories=("Cc", "Cs", "Cf", "Zl", "Zp"))
+    return st.text(alphabet, max_size=size).filter(lambda s: text_problem(s) is None)
+
+
 def input_values(field: InputField, day: dt.date, known: Constants) -> st.SearchStrategy[object]:
     """Values of one form input, spread over its range and clustered around the constants."""
     if field.type == "boolean":
@@ -418,7 +426,7 @@ def input_values(field: InputField, day: dt.date, known: Constants) -> st.Search
         size = field.max_length or 20
         return st.one_of(
             st.sampled_from(("张三", "", 'O"Brien', "李\\四")).map(lambda s: s[:size]),
-            st.text(max_size=size),
+            typed_text(size),
         )
     if field.type == "integer":
         low, high = _bounded(field, -1000, 1000)
@@ -866,7 +874,7 @@ def random_forms(draw: st.DrawFn) -> tuple[dt.date, dict[str, object], tuple[str
         "number": numbers,
         "date": days,
         "enum": st.sampled_from(ENUM_VALUES),
-        "string": st.one_of(st.sampled_from(STRINGS), st.text(max_size=8)),
+        "string": st.one_of(st.sampled_from(STRINGS), typed_text(8)),
         "boolean": st.booleans(),
     }
     form: dict[str, object] = {"run": True}
