@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,19 @@ def upgrade(target: sa.Engine | str, *, script_location: str = SCRIPT_LOCATION) 
     Raises ``SchemaNotCurrent`` for a database a newer program has migrated past this
     program's head (the program is too old for it).
     """
+    for attempt in range(6):
+        try:
+            return _upgrade_once(target, script_location)
+        except sa.exc.OperationalError as exc:
+            # SQLite can answer "database is locked" without waiting while a brand-new file
+            # is switched to WAL by another connection; that wait is ours to make.
+            if "database is locked" not in str(exc) or attempt == 5:
+                raise
+            time.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _upgrade_once(target: sa.Engine | str, script_location: str) -> Upgraded:
     engine = _engine(target, create=True)
     try:
         with engine.connect() as conn:
