@@ -149,9 +149,13 @@ class CheckedCriterion:
     """Where each compared term's value comes from (see ``ComparedValue.source``)."""
 
     @cached_property
-    def term_fns(self) -> tuple[ValueFn, ...]:
-        """Each compared term, compiled once (see ``engine._semantics.compile_value``)."""
-        return tuple(compile_value(t) for t in self.terms)
+    def term_plan(self) -> tuple[tuple[ValueFn, str, str], ...]:
+        """Each compared term compiled once (see ``engine._semantics.compile_value``), with
+        its text and source."""
+        return tuple(
+            (compile_value(t), text, source)
+            for t, text, source in zip(self.terms, self.term_texts, self.term_sources, strict=True)
+        )
 
     @cached_property
     def truth_fn(self) -> TruthFn:

@@ -399,7 +399,7 @@ def evaluate(
     for crit, status in zip(ruleset.criteria, statuses, strict=True):
         doc = docs[crit.index]
         values = []
-        for fn, text, source in zip(crit.term_fns, crit.term_texts, crit.term_sources, strict=True):
+        for fn, text, source in crit.term_plan:
             v = fn(env, tables, memo)
             values.append(ComparedValue(text, json_value(v), v is MISSING, source))  # type: ignore[arg-type]
         missing = [name for name in crit.facts if env.get(name, MISSING) is MISSING]
