@@ -219,6 +219,11 @@ class CheckedTable:
     def column_types(self) -> dict[str, str]:
         return {c.name: c.type for c in self.columns}
 
+    @cached_property
+    def default_fns(self) -> dict[str, ValueFn]:
+        """Each default output, compiled once (empty without a default)."""
+        return {column: compile_value(cell) for column, cell in (self.default or {}).items()}
+
     @property
     def multiple(self) -> bool:
         """Whether the result is a list per column (RULE ORDER, OUTPUT ORDER, COLLECT)."""
@@ -264,6 +269,11 @@ class CheckedValue:
     """The expression as written (canonical), or ``decision table (<hit policy>)``."""
     inputs: tuple[str, ...]
     """The names it reads directly, in order: facts, parameters, other values."""
+
+    @cached_property
+    def expr_fn(self) -> ValueFn | None:
+        """The expression, compiled once (``None`` for a value given by a table)."""
+        return None if self.expr is None else compile_value(self.expr)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine._compiled import CheckedTable, CheckedValue, json_value, typed_json
 from engine._durable import get_engine
-from engine._semantics import MISSING, Env, Memo, Tables, truth, value
+from engine._semantics import MISSING, Env, Memo, Tables
 from engine.errors import EngineFault
 from engine.ruleset import Ruleset
 from engine.tables import TableResult, decide_table
@@ -244,24 +244,28 @@ def prepare_env(ruleset: Ruleset, env: Mapping[str, object]) -> Prepared:
             out[param.name] = period.value
             shown = _scalar_typed_json(period.value, param.type)
         uses.append(
-            ParameterUse(
-                name=param.name,
-                title_zh=param.title.zh,
-                title_en=param.title.en,
-                value=shown,
-                unit=param.unit,
-                effective_from=period.start,
-                effective_to=period.end,
-                legal_basis=list(period.legal_basis),
-                note=period.note,
+            _model(
+                ParameterUse,
+                _PARAMETER_SET,
+                {
+                    "name": param.name,
+                    "title_zh": param.title.zh,
+                    "title_en": param.title.en,
+                    "value": shown,
+                    "unit": param.unit,
+                    "effective_from": period.start,
+                    "effective_to": period.end,
+                    "legal_basis": list(period.legal_basis),
+                    "note": period.note,
+                },
             )
         )
     results: list[ValueResult] = []
     reasons: list[Reason] = []
     for named in ruleset.values:
         rules: list[int] | None = None
-        if named.expr is not None:
-            v = value(named.expr, out, tables)
+        if named.expr_fn is not None:
+            v = named.expr_fn(out, tables, {})
         else:
             assert named.table is not None
             res = _value_table(named, named.table, out, tables)
@@ -280,38 +284,44 @@ def prepare_env(ruleset: Ruleset, env: Mapping[str, object]) -> Prepared:
         if v is not MISSING and v is not None:
             out[named.name] = v
         results.append(
-            ValueResult(
-                name=named.name,
-                title_zh=named.title.zh,
-                title_en=named.title.en,
-                expression=named.text,
-                value=_scalar_typed_json(v, named.type),
-                missing=v is MISSING or v is None,
-                unit=named.unit,
-                legal_basis=list(named.legal_basis),
-                inputs=[
-                    ComparedValue(
-                        expression=name,
-                        value=json_value(out.get(name, MISSING)),  # type: ignore[arg-type]
-                        missing=name not in out,
-                        source=ruleset.sources.get(name, "computed"),
-                    )
-                    for name in named.inputs
-                    if name not in tables
-                ],
-                rules=rules,
+            _model(
+                ValueResult,
+                _VALUE_SET,
+                {
+                    "name": named.name,
+                    "title_zh": named.title.zh,
+                    "title_en": named.title.en,
+                    "expression": named.text,
+                    "value": _scalar_typed_json(v, named.type),
+                    "missing": v is MISSING or v is None,
+                    "unit": named.unit,
+                    "legal_basis": list(named.legal_basis),
+                    "inputs": [
+                        ComparedValue(
+                            expression=name,
+                            value=json_value(out.get(name, MISSING)),  # type: ignore[arg-type]
+                            missing=name not in out,
+                            source=ruleset.sources.get(name, "computed"),
+                        )
+                        for name in named.inputs
+                        if name not in tables
+                    ],
+                    "rules": rules,
+                },
             )
         )
     return Prepared(out, tables, uses, results, reasons)
 
 
 def _value_table(named: CheckedValue, table: CheckedTable, env: Env, tables: Tables) -> TableResult:
-    statuses = [True if r.when is None else truth(r.when, env, tables) for r in table.rows]
+    memo: Memo = {}  # one per value: the values after it are not in ``env`` yet
+    statuses = [r.when_fn(env, tables, memo) for r in table.rows]
+    defaults = table.default_fns
     return decide_table(
         table,
         statuses,
-        lambda row, col: value(row.cells[col], env, tables),
-        (lambda col: value(table.default[col], env, tables)) if table.default else None,  # type: ignore[index]
+        lambda row, col: row.cell_fns[col](env, tables, memo),
+        (lambda col: defaults[col](env, tables, memo)) if table.default else None,
     )
 
 
@@ -493,7 +503,7 @@ def evaluate(
                 table,
                 row_status,
                 lambda row, col: row.cell_fns[col](env, tables, memo),
-                (lambda col: value(table.default[col], env, tables)) if table.default else None,  # type: ignore[index]
+                (lambda col: table.default_fns[col](env, tables, memo)) if table.default else None,
             )
             output_rules = [i + 1 for i in res.hits]
             if res.status == "ok" and res.outputs is not None:
@@ -522,6 +532,8 @@ _PASS, _FAIL, _UNKNOWN = CriterionStatus.PASS, CriterionStatus.FAIL, CriterionSt
 _CRITERION_SET: Final = frozenset(CriterionResult.model_fields)
 _CRITERION_REASON_SET: Final = frozenset({"code", "criterion", "message_zh", "message_en"})
 _EVALUATION_SET: Final = frozenset(Evaluation.model_fields)
+_VALUE_SET: Final = frozenset(ValueResult.model_fields)
+_PARAMETER_SET: Final = frozenset(ParameterUse.model_fields)
 _Model = TypeVar("_Model", bound=BaseModel)
 _new = object.__new__
 _set = object.__setattr__

@@ -33,7 +33,14 @@ from pydantic import BaseModel
 
 from engine import Ruleset, evaluate
 from engine._semantics import MISSING, Memo, compile_truth, compile_value, truth, value
-from engine.decision import CriterionResult, Evaluation, Reason, prepare_env
+from engine.decision import (
+    CriterionResult,
+    Evaluation,
+    ParameterUse,
+    Reason,
+    ValueResult,
+    prepare_env,
+)
 from engine.examples import run_examples
 from engine.expr import Expr, ListLit, Name
 
@@ -126,6 +133,8 @@ def test_missing_is_the_same_sentinel_for_both() -> None:
 
 GIVEN = {
     CriterionResult: set(CriterionResult.model_fields),
+    ValueResult: set(ValueResult.model_fields),
+    ParameterUse: set(ParameterUse.model_fields),
     Reason: {"code", "criterion", "message_zh", "message_en"},
     Evaluation: set(Evaluation.model_fields),
 }
@@ -133,10 +142,12 @@ GIVEN = {
 
 
 def test_results_built_without_validation_equal_validated_ones() -> None:
-    """Each criterion result, criterion reason and evaluation equals the one pydantic
-    validates from the same keyword arguments: fields, values and the set of fields given."""
+    """Each criterion result, criterion reason, named value, parameter and evaluation equals
+    the one pydantic validates from the same keyword arguments: fields, values and the set of
+    fields given (every shipped and v2 fixture example, varied talent applications)."""
     rng = random.Random(7)
-    evaluations = [r.evaluation for rs in catalog() for r in run_examples(rs)]
+    rulesets = [*catalog(), *(fixture(p.stem) for p in sorted(FIXTURES_V2.glob("*.yaml")))]
+    evaluations = [r.evaluation for rs in rulesets for r in run_examples(rs)]
     for ruleset in catalog():
         if ruleset.service == "talent-housing-subsidy":
             for _ in range(50):
@@ -147,6 +158,8 @@ def test_results_built_without_validation_equal_validated_ones() -> None:
     for ev in evaluations:
         assert ev is not None
         built.extend(ev.criteria)
+        built.extend(ev.values)
+        built.extend(ev.parameters)
         built.extend(r for r in ev.reasons if r.criterion is not None)
         built.append(ev)
     for model in built:
