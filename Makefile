@@ -47,12 +47,16 @@ typecheck: setup
 	$(BIN)/mypy
 
 ## In-process decisions/s and RSS over 1,000,000 decisions (override with N=...), then the
-## per-criterion cost on synthetic 8/32/128-criterion rulesets (CRITERIA_N decisions per size).
+## per-criterion cost on synthetic 8/32/128-criterion rulesets (CRITERIA_N decisions per size),
+## then our decision with its explanation against zen-engine with its trace on the same
+## applications (ENGINE_N decisions per engine and round, best of 3; the `bench` extra).
 ## Decides freshly generated demo data in var/bench (regenerated every run).
 bench: setup
+	$(BIN)/pip install -q -e '.[bench]'
 	rm -rf var/bench && $(BIN)/miaopi demo generate --out var/bench > /dev/null
 	$(BIN)/python scripts/bench.py --decisions $${N:-1000000} --data-dir var/bench
 	$(BIN)/python scripts/bench_criteria.py --decisions $${CRITERIA_N:-1000}
+	$(BIN)/python scripts/bench_engine.py --decisions $${ENGINE_N:-20000} --data-dir var/bench
 
 clean:
 	rm -rf var .pytest_cache .hypothesis

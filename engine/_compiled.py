@@ -7,8 +7,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
+from typing import Final
 
-from engine._semantics import MISSING, value
+from engine._semantics import (
+    MISSING,
+    Memo,
+    TruthFn,
+    ValueFn,
+    compile_truth,
+    compile_value,
+)
 from engine.expr import Expr
 from engine.model import Text
 from engine.registries import Claim
@@ -31,8 +39,14 @@ JsonScalar = str | int | float | bool | None
 JsonValue = JsonScalar | list[JsonScalar]
 
 
+_AS_IS: Final = frozenset({str, int, bool})
+"""Types written in JSON as they are (checked by exact type: the common case, fast)."""
+
+
 def json_value(v: object) -> JsonValue:
     """A value as written in JSON records: decimals as exact strings, dates as ISO text."""
+    if type(v) in _AS_IS:
+        return v  # type: ignore[return-value]
     if v is MISSING or v is None:
         return None
     if isinstance(v, bool | str | int):
@@ -89,16 +103,31 @@ class Template:
     text: str
     parts: tuple[str | tuple[Expr, str | None], ...]
 
+    @cached_property
+    def _compiled(self) -> tuple[str | tuple[ValueFn, str | None], ...]:
+        return tuple(
+            part if isinstance(part, str) else (compile_value(part[0]), part[1])
+            for part in self.parts
+        )
+
     def render(
-        self, env: Mapping[str, object], tables: Mapping[str, Mapping[str, object]], *, lang: str
+        self,
+        env: Mapping[str, object],
+        tables: Mapping[str, Mapping[str, object]],
+        *,
+        lang: str,
+        memo: Memo | None = None,
     ) -> str:
+        """The text for one decision; ``memo`` shares computed terms with the rest of it."""
+        if memo is None:
+            memo = {}
         out: list[str] = []
-        for part in self.parts:
+        for part in self._compiled:
             if isinstance(part, str):
                 out.append(part)
             else:
-                node, fmt = part
-                out.append(format_value(value(node, env, tables), lang=lang, fmt=fmt))
+                fn, fmt = part
+                out.append(format_value(fn(env, tables, memo), lang=lang, fmt=fmt))
         return "".join(out)
 
 
@@ -118,6 +147,20 @@ class CheckedCriterion:
     """The application and registry facts it depends on, through values too."""
     term_sources: tuple[str, ...] = ()
     """Where each compared term's value comes from (see ``ComparedValue.source``)."""
+
+    @cached_property
+    def term_plan(self) -> tuple[tuple[ValueFn, str, str], ...]:
+        """Each compared term compiled once (see ``engine._semantics.compile_value``), with
+        its text and source."""
+        return tuple(
+            (compile_value(t), text, source)
+            for t, text, source in zip(self.terms, self.term_texts, self.term_sources, strict=True)
+        )
+
+    @cached_property
+    def truth_fn(self) -> TruthFn:
+        """The condition, compiled once (see ``engine._semantics.compile_truth``)."""
+        return compile_truth(self.condition)
 
 
 @dataclass(frozen=True)
@@ -148,6 +191,18 @@ class CheckedRow:
     constant_json: dict[str, JsonValue] | None = None
     """The same, as written in JSON (each column's type applied)."""
 
+    @cached_property
+    def when_fn(self) -> TruthFn:
+        """The condition, compiled once; a rule without one always matches."""
+        if self.when is None:
+            return lambda env, tables, memo: True
+        return compile_truth(self.when)
+
+    @cached_property
+    def cell_fns(self) -> dict[str, ValueFn]:
+        """Each output cell, compiled once."""
+        return {column: compile_value(cell) for column, cell in self.cells.items()}
+
 
 @dataclass(frozen=True)
 class CheckedTable:
@@ -163,6 +218,11 @@ class CheckedTable:
     @cached_property
     def column_types(self) -> dict[str, str]:
         return {c.name: c.type for c in self.columns}
+
+    @cached_property
+    def default_fns(self) -> dict[str, ValueFn]:
+        """Each default output, compiled once (empty without a default)."""
+        return {column: compile_value(cell) for column, cell in (self.default or {}).items()}
 
     @property
     def multiple(self) -> bool:
@@ -209,6 +269,11 @@ class CheckedValue:
     """The expression as written (canonical), or ``decision table (<hit policy>)``."""
     inputs: tuple[str, ...]
     """The names it reads directly, in order: facts, parameters, other values."""
+
+    @cached_property
+    def expr_fn(self) -> ValueFn | None:
+        """The expression, compiled once (``None`` for a value given by a table)."""
+        return None if self.expr is None else compile_value(self.expr)
 
 
 @dataclass(frozen=True)

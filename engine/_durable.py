@@ -45,6 +45,8 @@ SENTINEL = "zz__seen"
 _SENTINEL_RULE = {"all": [{"m": {"$ex": {"id": 1}}}]}
 _STACK_OVERFLOW = 303
 _CODE = re.compile(r"error code: (\d+)")
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+"""``json.dumps(fact, ensure_ascii=False)`` without building an encoder per decision."""
 
 
 @functools.cache
@@ -154,7 +156,7 @@ class DurableEngine:
         self._live += 1
         try:
             try:
-                result = dre.assert_fact(handle, json.dumps(fact, ensure_ascii=False))
+                result = dre.assert_fact(handle, _ENCODER.encode(fact))
                 state_handle = result[1]
                 started = dre.start_action_for_state(handle, state_handle)
                 message = started[1] if started else None

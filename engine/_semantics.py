@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import difflib
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -46,6 +47,8 @@ __all__ = [
     "TableInfo",
     "as_decimal",
     "check",
+    "compile_truth",
+    "compile_value",
     "function_list",
     "literal_type",
     "names_in",
@@ -760,3 +763,237 @@ def truth(node: Expr, env: Env, tables: Tables) -> bool | None:
 def literal_values(items: Sequence[Expr]) -> list[object]:
     """The constant values of a list literal's items."""
     return [i.value for i in items if isinstance(i, Literal)]
+
+
+# --- compiled evaluation ---------------------------------------------------------------------
+#
+# ``value`` and ``truth`` walk the tree on every call. A decision asks for the same terms
+# several times (the fact for durable_rules, the compared values, the reason texts), so the
+# decision path compiles each expression once into closures, and a per-decision ``memo``
+# (canonical text → value) computes each computed term once per decision. The closures give
+# exactly what ``value`` and ``truth`` give: tests compare them on every shipped ruleset and
+# on random applications.
+
+Memo = dict[str, object]
+ValueFn = Callable[[Env, Tables, Memo], object]
+TruthFn = Callable[[Env, Tables, Memo], "bool | None"]
+_UNSET: Final = object()
+_OPERATORS: Final[dict[str, Callable[[Any, Any], bool]]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+_CALL_ERRORS = (ValueError, OverflowError, TypeError, *_DECIMAL_ERRORS)
+
+
+def compile_value(node: Expr) -> ValueFn:
+    """``value(node, env, tables)`` as a closure ``fn(env, tables, memo)``.
+
+    A computed term (call, lookup, arithmetic, conditional) is kept in ``memo`` under its
+    canonical text, so that every use of it within one decision computes it once. A memo
+    belongs to one decision and one state of ``env``.
+    """
+    match node:
+        case Literal(value=v):
+            return lambda env, tables, memo: v
+        case Name():
+            dotted = node.dotted
+
+            def name(env: Env, tables: Tables, memo: Memo) -> object:
+                if dotted in tables:
+                    return MISSING
+                return env.get(dotted, MISSING)
+
+            return name
+        case ListLit():
+            raise TypeError("a list has no value outside 'in'")
+        case Call() | Index() | Arith() | Neg() | If():
+            compute = _compile_computed(node)
+            key = unparse(node)
+
+            def memoised(env: Env, tables: Tables, memo: Memo) -> object:
+                v = memo.get(key, _UNSET)
+                if v is _UNSET:
+                    v = memo[key] = compute(env, tables, memo)
+                return v
+
+            return memoised
+    verdict = compile_truth(node)
+
+    def boolean(env: Env, tables: Tables, memo: Memo) -> object:
+        t = verdict(env, tables, memo)
+        return MISSING if t is None else t
+
+    return boolean
+
+
+def _compile_computed(node: Expr) -> ValueFn:
+    match node:
+        case Call(func=f, args=args):
+            impl = FUNCTIONS[f].impl
+            fns = tuple(compile_value(a) for a in args)
+            if len(fns) == 2:
+                fa, fb = fns
+
+                def call2(env: Env, tables: Tables, memo: Memo) -> object:
+                    a, b = fa(env, tables, memo), fb(env, tables, memo)
+                    if a is MISSING or b is MISSING:
+                        return MISSING
+                    try:
+                        return impl(a, b)
+                    except _CALL_ERRORS:
+                        return MISSING
+
+                return call2
+
+            def call(env: Env, tables: Tables, memo: Memo) -> object:
+                vals = [fn(env, tables, memo) for fn in fns]
+                for v in vals:
+                    if v is MISSING:
+                        return MISSING
+                try:
+                    return impl(*vals)
+                except _CALL_ERRORS:
+                    return MISSING
+
+            return call
+        case Index(table=t, key=k):
+            table_name = t.dotted
+            key_fn = compile_value(k)
+
+            def index(env: Env, tables: Tables, memo: Memo) -> object:
+                key = key_fn(env, tables, memo)
+                if key is MISSING:
+                    return MISSING
+                table = tables.get(table_name)
+                return MISSING if table is None else table.get(str(key), MISSING)
+
+            return index
+        case Arith(op=op, left=l, right=r):
+            fl, fr = compile_value(l), compile_value(r)
+
+            def arithmetic(env: Env, tables: Tables, memo: Memo) -> object:
+                a, b = fl(env, tables, memo), fr(env, tables, memo)
+                if a is MISSING or b is MISSING:
+                    return MISSING
+                return arith(op, a, b)
+
+            return arithmetic
+        case Neg(operand=o):
+            fo = compile_value(o)
+
+            def negative(env: Env, tables: Tables, memo: Memo) -> object:
+                inner: Any = fo(env, tables, memo)
+                if inner is MISSING:
+                    return MISSING
+                if type(inner) is int and not in_int64(-inner):
+                    return MISSING
+                return -inner
+
+            return negative
+        case If(cond=c, then=a, orelse=b):
+            fc, fa, fb = compile_truth(c), compile_value(a), compile_value(b)
+
+            def conditional(env: Env, tables: Tables, memo: Memo) -> object:
+                verdict = fc(env, tables, memo)
+                if verdict is None:
+                    return MISSING
+                return fa(env, tables, memo) if verdict else fb(env, tables, memo)
+
+            return conditional
+    raise TypeError(f"not a computed term: {node!r}")  # pragma: no cover - see compile_value
+
+
+def compile_truth(node: Expr) -> TruthFn:
+    """``truth(node, env, tables)`` as a closure ``fn(env, tables, memo)`` (see
+    ``compile_value``)."""
+    match node:
+        case Compare(op=op, left=l, right=r):
+            fl, fr, cmp = compile_value(l), compile_value(r), _OPERATORS[op]
+
+            def comparison(env: Env, tables: Tables, memo: Memo) -> bool | None:
+                a, b = fl(env, tables, memo), fr(env, tables, memo)
+                if a is MISSING or b is MISSING:
+                    return None
+                return cmp(a, b)
+
+            return comparison
+        case In(needle=n, haystack=h, negated=neg):
+            fn = compile_value(n)
+            if isinstance(h, ListLit) and all(isinstance(i, Literal) for i in h.items):
+                constants = tuple(i.value for i in h.items if isinstance(i, Literal))
+
+                def in_constants(env: Env, tables: Tables, memo: Memo) -> bool | None:
+                    needle = fn(env, tables, memo)
+                    if needle is MISSING:
+                        return None
+                    found = False
+                    for c in constants:
+                        if needle == c:
+                            found = True
+                            break
+                    return not found if neg else found
+
+                return in_constants
+            if isinstance(h, ListLit):
+                item_fns = tuple(compile_value(i) for i in h.items)
+
+                def in_list(env: Env, tables: Tables, memo: Memo) -> bool | None:
+                    needle = fn(env, tables, memo)
+                    if needle is MISSING:
+                        return None
+                    found = any(needle == item(env, tables, memo) for item in item_fns)
+                    return not found if neg else found
+
+                return in_list
+            assert isinstance(h, Name)
+            table_name = h.dotted
+
+            def in_table(env: Env, tables: Tables, memo: Memo) -> bool | None:
+                needle = fn(env, tables, memo)
+                if needle is MISSING:
+                    return None
+                found = str(needle) in tables.get(table_name, {})
+                return not found if neg else found
+
+            return in_table
+        case Not(operand=o):
+            fo = compile_truth(o)
+
+            def negation(env: Env, tables: Tables, memo: Memo) -> bool | None:
+                t = fo(env, tables, memo)
+                return None if t is None else not t
+
+            return negation
+        case And(items=items) | Or(items=items):
+            fns = tuple(compile_truth(i) for i in items)
+            decisive = isinstance(node, Or)
+
+            def junction(env: Env, tables: Tables, memo: Memo) -> bool | None:
+                unknown = False
+                for fn_ in fns:
+                    t = fn_(env, tables, memo)
+                    if t is decisive:
+                        return decisive
+                    if t is None:
+                        unknown = True
+                return None if unknown else not decisive
+
+            return junction
+        case Literal(value=v) if isinstance(v, bool):
+            return lambda env, tables, memo: v
+    fv = compile_value(node)
+    text = unparse(node)
+
+    def boolean(env: Env, tables: Tables, memo: Memo) -> bool | None:
+        result = fv(env, tables, memo)
+        if result is MISSING:
+            return None
+        if isinstance(result, bool):
+            return result
+        raise TypeError(f"not a boolean: {text}")
+
+    return boolean

@@ -26,9 +26,19 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
-from engine._semantics import MISSING, arith, as_decimal, member, truth, value
+from engine._semantics import (
+    MISSING,
+    Memo,
+    ValueFn,
+    arith,
+    as_decimal,
+    compile_truth,
+    compile_value,
+    member,
+)
 from engine.expr import (
     And,
     Compare,
@@ -101,44 +111,75 @@ class CompiledRules:
     """Per outputs-table rule: the fact keys its condition reads."""
 
     def fact(
-        self, env: Mapping[str, object], tables: Mapping[str, Mapping[str, object]]
+        self,
+        env: Mapping[str, object],
+        tables: Mapping[str, Mapping[str, object]],
+        memo: Memo | None = None,
     ) -> dict[str, object]:
-        """The single fact asserted for one decision; missing facts are left out."""
+        """The single fact asserted for one decision; missing facts are left out.
+
+        ``memo`` (one per decision) keeps the derived terms computed here for the rest of
+        the decision: the values compared and the reason texts read the same terms.
+        """
+        if memo is None:
+            memo = {}
         out: dict[str, object] = {}
-        for dotted, key in self.fields.items():
-            v = env.get(dotted, MISSING)
+        date = dt.date
+        for dotted, key in self._field_items:
+            v = env.get(dotted)
+            if v is not None and v is not MISSING:
+                out[key] = v.toordinal() if isinstance(v, date) else v
+        for key, fn in self._derived_fns:
+            v = fn(env, tables, memo)
             if v is not MISSING and v is not None:
-                out[key] = v.toordinal() if isinstance(v, dt.date) else v
-        for key, term in self.derived.items():
-            v = (
-                _derive(term, env, tables)
-                if isinstance(term, _Sign | _Member | _Truth)
-                else value(term, env, tables)
-            )
-            if v is not MISSING and v is not None:
-                out[key] = v.toordinal() if isinstance(v, dt.date) else v
+                out[key] = v.toordinal() if isinstance(v, date) else v
         return out
 
+    @cached_property
+    def _field_items(self) -> tuple[tuple[str, str], ...]:
+        return tuple(self.fields.items())
 
-def _derive(term: Derived, env: Mapping[str, object], tables: Mapping[str, Any]) -> object:
+    @cached_property
+    def _derived_fns(self) -> tuple[tuple[str, ValueFn], ...]:
+        return tuple((key, _derive_fn(term)) for key, term in self.derived.items())
+
+
+def _derive_fn(term: Derived) -> ValueFn:
+    """How a derived term is computed for the fact, compiled once (see
+    ``engine._semantics.compile_value``)."""
     if isinstance(term, _Truth):
-        verdict = truth(term.node, env, tables)
-        return MISSING if verdict is None else verdict
+        verdict = compile_truth(term.node)
+
+        def truth_term(env: Mapping[str, object], tables: Any, memo: Memo) -> object:
+            t = verdict(env, tables, memo)
+            return MISSING if t is None else t
+
+        return truth_term
     if isinstance(term, _Sign):
-        a, b = value(term.left, env, tables), value(term.right, env, tables)
-        if a is MISSING or b is MISSING:
-            return MISSING
-        diff = arith("-", a, b)
-        if diff is MISSING:
-            return MISSING
-        d = as_decimal(diff)
-        return 0 if d == 0 else (1 if d > 0 else -1)
+        left, right = compile_value(term.left), compile_value(term.right)
+
+        def sign(env: Mapping[str, object], tables: Any, memo: Memo) -> object:
+            a, b = left(env, tables, memo), right(env, tables, memo)
+            if a is MISSING or b is MISSING:
+                return MISSING
+            diff = arith("-", a, b)
+            if diff is MISSING:
+                return MISSING
+            d = as_decimal(diff)
+            return 0 if d == 0 else (1 if d > 0 else -1)
+
+        return sign
     if isinstance(term, _Member):
-        needle = value(term.node.needle, env, tables)
-        if needle is MISSING:
-            return MISSING
-        return member(needle, term.node.haystack, env, tables)
-    return value(term, env, tables)
+        needle_fn, haystack = compile_value(term.node.needle), term.node.haystack
+
+        def membership(env: Mapping[str, object], tables: Any, memo: Memo) -> object:
+            needle = needle_fn(env, tables, memo)
+            if needle is MISSING:
+                return MISSING
+            return member(needle, haystack, env, tables)
+
+        return membership
+    return compile_value(term)
 
 
 def to_fact_value(v: object) -> object:

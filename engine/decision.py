@@ -6,13 +6,13 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine._compiled import CheckedTable, CheckedValue, json_value, typed_json
 from engine._durable import get_engine
-from engine._semantics import MISSING, Env, Tables, truth, value
+from engine._semantics import MISSING, Env, Memo, Tables
 from engine.errors import EngineFault
 from engine.ruleset import Ruleset
 from engine.tables import TableResult, decide_table
@@ -244,24 +244,28 @@ def prepare_env(ruleset: Ruleset, env: Mapping[str, object]) -> Prepared:
             out[param.name] = period.value
             shown = _scalar_typed_json(period.value, param.type)
         uses.append(
-            ParameterUse(
-                name=param.name,
-                title_zh=param.title.zh,
-                title_en=param.title.en,
-                value=shown,
-                unit=param.unit,
-                effective_from=period.start,
-                effective_to=period.end,
-                legal_basis=list(period.legal_basis),
-                note=period.note,
+            _model(
+                ParameterUse,
+                _PARAMETER_SET,
+                {
+                    "name": param.name,
+                    "title_zh": param.title.zh,
+                    "title_en": param.title.en,
+                    "value": shown,
+                    "unit": param.unit,
+                    "effective_from": period.start,
+                    "effective_to": period.end,
+                    "legal_basis": list(period.legal_basis),
+                    "note": period.note,
+                },
             )
         )
     results: list[ValueResult] = []
     reasons: list[Reason] = []
     for named in ruleset.values:
         rules: list[int] | None = None
-        if named.expr is not None:
-            v = value(named.expr, out, tables)
+        if named.expr_fn is not None:
+            v = named.expr_fn(out, tables, {})
         else:
             assert named.table is not None
             res = _value_table(named, named.table, out, tables)
@@ -280,38 +284,44 @@ def prepare_env(ruleset: Ruleset, env: Mapping[str, object]) -> Prepared:
         if v is not MISSING and v is not None:
             out[named.name] = v
         results.append(
-            ValueResult(
-                name=named.name,
-                title_zh=named.title.zh,
-                title_en=named.title.en,
-                expression=named.text,
-                value=_scalar_typed_json(v, named.type),
-                missing=v is MISSING or v is None,
-                unit=named.unit,
-                legal_basis=list(named.legal_basis),
-                inputs=[
-                    ComparedValue(
-                        expression=name,
-                        value=json_value(out.get(name, MISSING)),  # type: ignore[arg-type]
-                        missing=name not in out,
-                        source=ruleset.sources.get(name, "computed"),
-                    )
-                    for name in named.inputs
-                    if name not in tables
-                ],
-                rules=rules,
+            _model(
+                ValueResult,
+                _VALUE_SET,
+                {
+                    "name": named.name,
+                    "title_zh": named.title.zh,
+                    "title_en": named.title.en,
+                    "expression": named.text,
+                    "value": _scalar_typed_json(v, named.type),
+                    "missing": v is MISSING or v is None,
+                    "unit": named.unit,
+                    "legal_basis": list(named.legal_basis),
+                    "inputs": [
+                        ComparedValue(
+                            expression=name,
+                            value=json_value(out.get(name, MISSING)),  # type: ignore[arg-type]
+                            missing=name not in out,
+                            source=ruleset.sources.get(name, "computed"),
+                        )
+                        for name in named.inputs
+                        if name not in tables
+                    ],
+                    "rules": rules,
+                },
             )
         )
     return Prepared(out, tables, uses, results, reasons)
 
 
 def _value_table(named: CheckedValue, table: CheckedTable, env: Env, tables: Tables) -> TableResult:
-    statuses = [True if r.when is None else truth(r.when, env, tables) for r in table.rows]
+    memo: Memo = {}  # one per value: the values after it are not in ``env`` yet
+    statuses = [r.when_fn(env, tables, memo) for r in table.rows]
+    defaults = table.default_fns
     return decide_table(
         table,
         statuses,
-        lambda row, col: value(row.cells[col], env, tables),
-        (lambda col: value(table.default[col], env, tables)) if table.default else None,  # type: ignore[index]
+        lambda row, col: row.cell_fns[col](env, tables, memo),
+        (lambda col: defaults[col](env, tables, memo)) if table.default else None,
     )
 
 
@@ -327,6 +337,10 @@ def evaluate(
     ``reference`` is the plain-Python Kleene evaluator the engine is tested against. Named
     values and parameters are computed first, the same way for both. An engine fault never
     becomes a rejection: the outcome is REFERRED with ``ENGINE_FAULT``.
+
+    Every term is compiled once per ruleset and computed once per decision (``memo``): the
+    fact asserted, the values compared and the reason texts share them. The results are
+    built without validation (``_model``): every value put in them is already of its type.
     """
     if ruleset.parameters or ruleset.values:
         prepared = prepare_env(ruleset, env)
@@ -335,21 +349,24 @@ def evaluate(
     else:  # a version-1 ruleset: nothing to compute before the criteria
         tables = ruleset.tables
         computed, in_force, notes = [], [], []
+    memo: Memo = {}
     n = len(ruleset.criteria)
     statuses: list[CriterionStatus] = []
     row_status: list[bool | None] = []
     fault: str | None = None
-    n_rows = len(ruleset.outputs.rows) if ruleset.outputs is not None else 0
+    out_rows = ruleset.outputs.rows if ruleset.outputs is not None else ()
+    n_rows = len(out_rows)
     if evaluator == "durable_rules":
         compiled = ruleset.compiled
         try:
-            fact = compiled.fact(env, tables)
+            fact = compiled.fact(env, tables, memo)
             fired = get_engine().fire(ruleset.engine_name, compiled.definition, fact)
             passed: set[int] = set()
             failed: set[int] = set()
             hit: set[int] = set()
+            rules = compiled.rules
             for rule in fired:
-                ref = compiled.rules[rule]
+                ref = rules[rule]
                 if ref.kind == "pass":
                     passed.add(ref.index)
                 elif ref.kind == "fail":
@@ -360,98 +377,104 @@ def evaluate(
             if both:
                 raise EngineFault(f"criteria both passed and failed: {sorted(both)}")
             statuses = [
-                CriterionStatus.PASS
-                if i in passed
-                else CriterionStatus.FAIL
-                if i in failed
-                else CriterionStatus.UNKNOWN
-                for i in range(n)
+                _PASS if i in passed else _FAIL if i in failed else _UNKNOWN for i in range(n)
             ]
             # A rule that did not fire is FALSE if every fact key it reads was asserted (the
             # network decides over present facts two-valuedly); otherwise a fact it reads is
             # missing and the reference evaluator says whether it is FALSE or UNKNOWN.
-            rows = ruleset.rows if n_rows else ()
+            row_keys = compiled.row_keys
+            asserted = fact.keys()
             row_status = [
                 True
                 if i in hit
                 else False
-                if compiled.row_keys[i] <= fact.keys()
-                else truth(rows[i], env, tables)
+                if row_keys[i] <= asserted
+                else out_rows[i].when_fn(env, tables, memo)
                 for i in range(n_rows)
             ]
         except EngineFault as exc:
             fault = str(exc)
-            statuses = [CriterionStatus.UNKNOWN] * n
+            statuses = [_UNKNOWN] * n
             row_status = [None] * n_rows
     else:
         for crit in ruleset.criteria:
-            t = truth(crit.condition, env, tables)
-            statuses.append(
-                CriterionStatus.UNKNOWN
-                if t is None
-                else CriterionStatus.PASS
-                if t
-                else CriterionStatus.FAIL
-            )
-        row_status = [truth(row, env, tables) for row in ruleset.rows]
+            t = crit.truth_fn(env, tables, memo)
+            statuses.append(_UNKNOWN if t is None else _PASS if t else _FAIL)
+        row_status = [row.when_fn(env, tables, memo) for row in out_rows]
 
     results: list[CriterionResult] = []
     reasons: list[Reason] = list(notes)
     docs = ruleset.doc.criteria
+    unknown = refer = reject = False
     for crit, status in zip(ruleset.criteria, statuses, strict=True):
         doc = docs[crit.index]
         values = []
-        for term, text, source in zip(crit.terms, crit.term_texts, crit.term_sources, strict=True):
-            v = value(term, env, tables)
-            values.append(
-                ComparedValue(
-                    expression=text,
-                    value=json_value(v),  # type: ignore[arg-type]
-                    missing=v is MISSING,
-                    source=source,
-                )
-            )
+        for fn, text, source in crit.term_plan:
+            v = fn(env, tables, memo)
+            values.append(ComparedValue(text, json_value(v), v is MISSING, source))  # type: ignore[arg-type]
         missing = [name for name in crit.facts if env.get(name, MISSING) is MISSING]
         reason_zh = reason_en = None
-        if status is not CriterionStatus.PASS:
-            reason_zh = crit.reason_zh.render(env, tables, lang="zh")
-            reason_en = crit.reason_en.render(env, tables, lang="en")
-        if status is CriterionStatus.FAIL:
-            code = (
-                ReasonCode.CRITERION_NOT_MET
-                if doc.on_fail == "reject"
-                else ReasonCode.CRITERION_NEEDS_REVIEW
-            )
+        if status is not _PASS:
+            reason_zh = crit.reason_zh.render(env, tables, lang="zh", memo=memo)
+            reason_en = crit.reason_en.render(env, tables, lang="en", memo=memo)
+        if status is _FAIL:
+            if doc.on_fail == "reject":
+                reject = True
+                code = ReasonCode.CRITERION_NOT_MET
+            else:
+                refer = True
+                code = ReasonCode.CRITERION_NEEDS_REVIEW
             reasons.append(
-                Reason(
-                    code=code,
-                    criterion=doc.id,
-                    message_zh=reason_zh or "",
-                    message_en=reason_en or "",
+                _model(
+                    Reason,
+                    _CRITERION_REASON_SET,
+                    {
+                        "code": code,
+                        "criterion": doc.id,
+                        "evidence": None,
+                        "source": None,
+                        "outcome": None,
+                        "message_zh": reason_zh or "",
+                        "message_en": reason_en or "",
+                    },
                 )
             )
-        elif status is CriterionStatus.UNKNOWN and fault is None:
-            reasons.append(
-                Reason(
-                    code=ReasonCode.FACT_UNKNOWN,
-                    criterion=doc.id,
-                    message_zh=f"{doc.title.zh}：缺少或无法核验所需数据（{'、'.join(missing) or '—'}），转人工审核。",
-                    message_en=f"{doc.title.en}: required data missing or unverifiable ({', '.join(missing) or '-'}); referred to a person.",
+        elif status is _UNKNOWN:
+            unknown = True
+            if fault is None:
+                reasons.append(
+                    _model(
+                        Reason,
+                        _CRITERION_REASON_SET,
+                        {
+                            "code": ReasonCode.FACT_UNKNOWN,
+                            "criterion": doc.id,
+                            "evidence": None,
+                            "source": None,
+                            "outcome": None,
+                            "message_zh": f"{doc.title.zh}：缺少或无法核验所需数据（{'、'.join(missing) or '—'}），转人工审核。",
+                            "message_en": f"{doc.title.en}: required data missing or unverifiable ({', '.join(missing) or '-'}); referred to a person.",
+                        },
+                    )
                 )
-            )
+        title = doc.title
         results.append(
-            CriterionResult.model_construct(
-                id=doc.id,
-                title_zh=doc.title.zh,
-                title_en=doc.title.en,
-                status=status,
-                on_fail=doc.on_fail,
-                legal_basis=list(doc.legal_basis),
-                condition=crit.condition_text,
-                values=values,
-                missing_facts=missing,
-                reason_zh=reason_zh,
-                reason_en=reason_en,
+            _model(
+                CriterionResult,
+                _CRITERION_SET,
+                {
+                    "id": doc.id,
+                    "title_zh": title.zh,
+                    "title_en": title.en,
+                    "status": status,
+                    "on_fail": doc.on_fail,
+                    "legal_basis": list(doc.legal_basis),
+                    "condition": crit.condition_text,
+                    "values": values,
+                    "missing_facts": missing,
+                    "reason_zh": reason_zh,
+                    "reason_en": reason_en,
+                },
             )
         )
     if fault is not None:
@@ -463,15 +486,6 @@ def evaluate(
             )
         )
 
-    unknown = any(s is CriterionStatus.UNKNOWN for s in statuses)
-    refer = any(
-        s is CriterionStatus.FAIL and docs[c.index].on_fail == "refer"
-        for c, s in zip(ruleset.criteria, statuses, strict=True)
-    )
-    reject = any(
-        s is CriterionStatus.FAIL and docs[c.index].on_fail == "reject"
-        for c, s in zip(ruleset.criteria, statuses, strict=True)
-    )
     outputs: dict[str, JsonValue] | None = None
     output_rules: list[int] = []
     if unknown or refer or fault is not None:
@@ -488,8 +502,8 @@ def evaluate(
             res = decide_table(
                 table,
                 row_status,
-                lambda row, col: value(row.cells[col], env, tables),
-                (lambda col: value(table.default[col], env, tables)) if table.default else None,  # type: ignore[index]
+                lambda row, col: row.cell_fns[col](env, tables, memo),
+                (lambda col: table.default_fns[col](env, tables, memo)) if table.default else None,
             )
             output_rules = [i + 1 for i in res.hits]
             if res.status == "ok" and res.outputs is not None:
@@ -498,16 +512,47 @@ def evaluate(
             else:
                 outcome = Outcome.REFERRED
                 reasons.append(_output_reason(table, res))
-    return Evaluation(
-        outcome=outcome,
-        criteria=results,
-        outputs=outputs,
-        reasons=reasons,
-        evaluator=evaluator,
-        values=computed,
-        parameters=in_force,
-        output_rules=output_rules,
+    return _model(
+        Evaluation,
+        _EVALUATION_SET,
+        {
+            "outcome": outcome,
+            "criteria": results,
+            "outputs": outputs,
+            "reasons": reasons,
+            "evaluator": evaluator,
+            "values": computed,
+            "parameters": in_force,
+            "output_rules": output_rules,
+        },
     )
+
+
+_PASS, _FAIL, _UNKNOWN = CriterionStatus.PASS, CriterionStatus.FAIL, CriterionStatus.UNKNOWN
+_CRITERION_SET: Final = frozenset(CriterionResult.model_fields)
+_CRITERION_REASON_SET: Final = frozenset({"code", "criterion", "message_zh", "message_en"})
+_EVALUATION_SET: Final = frozenset(Evaluation.model_fields)
+_VALUE_SET: Final = frozenset(ValueResult.model_fields)
+_PARAMETER_SET: Final = frozenset(ParameterUse.model_fields)
+_Model = TypeVar("_Model", bound=BaseModel)
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _model(cls: type[_Model], fields_set: frozenset[str], values: dict[str, object]) -> _Model:
+    """An instance of ``cls`` holding ``values`` (every field, in order), without validation.
+
+    What ``model_construct`` does, without its per-field alias and default handling: ten
+    times cheaper, and results are built dozens of times per decision. ``fields_set`` is
+    what validating the same keyword arguments would record. Tests check that these
+    instances equal validated ones, field sets included.
+    """
+    m = _new(cls)
+    _set(m, "__dict__", values)
+    _set(m, "__pydantic_fields_set__", set(fields_set))
+    _set(m, "__pydantic_extra__", None)
+    _set(m, "__pydantic_private__", None)
+    return m
 
 
 def warm_up(ruleset: Ruleset) -> None:
