@@ -119,6 +119,9 @@ def _filter_handlers() -> None:
 
 def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
+    # Alembic's INFO lines ("setup plugin …", each step) are plain text among the JSON lines;
+    # what an upgrade did is logged once, as the schema_upgraded event.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
     _filter_handlers()
     structlog.configure(
         processors=[
