@@ -429,8 +429,10 @@ class DecisionStore:
         try:
             self._write(batch)
         except Exception as exc:
-            if len(batch) == 1:
-                batch[0].fail(exc)
+            batch = [item for item in batch if not item.done]  # never undo a told success
+            if len(batch) <= 1:
+                for item in batch:
+                    item.fail(exc)
                 return
             log.warning("group_commit_retried_singly", size=len(batch), error=type(exc).__name__)
             for item in batch:
@@ -592,7 +594,12 @@ class DecisionStore:
                 last is not None
                 and last.checkpoint.size - self._last_filed >= self.checkpoint_every
             ):
-                self._file(last.checkpoint)
+                try:
+                    self._file(last.checkpoint)
+                except (
+                    OSError
+                ) as exc:  # stored and answered: a failed filing is reported, not raised
+                    log.error("checkpoint_not_filed", size=last.checkpoint.size, error=str(exc))
 
     def _remember_nodes(self, committed: dict[tuple[int, int], bytes]) -> None:
         """Keep committed tree nodes for the next proofs (they never change once written)."""
