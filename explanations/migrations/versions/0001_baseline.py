@@ -176,6 +176,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError(
+    """Refused on purpose, not unfinished: going below the baseline would drop the log."""
+    raise RuntimeError(
         "the baseline is not reversible: its tables hold the decision log, which is never dropped"
     )
