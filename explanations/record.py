@@ -58,7 +58,7 @@ def canonical_json(data: object) -> str:
     return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-_SLOW_NUMBERS = re.compile(r"[:,\[]-?(?:\d+(?:\.\d+)?[eE]|0\.0000)")
+_SLOW_NUMBERS = re.compile(r"(?:^|[:,\[])-?(?:\d+(?:\.\d+)?[eE]|0\.0000)")
 """Where orjson and json may write a float differently (below 1e-4, or with an exponent)."""
 
 
