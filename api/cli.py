@@ -100,6 +100,11 @@ def _root(
     ),
 ) -> None:
     """秒批 instant-approval decision engine"""
+    from api.logging import configure_logging
+
+    # Every command logs to stderr, warnings and worse: stdout is the command's answer (a key,
+    # a JSON line) that scripts read. `serve` raises the level to the configured one.
+    configure_logging("WARNING")
 
 
 def _settings(**overrides: object) -> Any:

@@ -119,6 +119,7 @@ def _filter_handlers() -> None:
 
 def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
+    logging.getLogger().setLevel(level.upper())  # basicConfig only sets it the first time
     # Alembic's INFO lines ("setup plugin …", each step) are plain text among the JSON lines;
     # what an upgrade did is logged once, as the schema_upgraded event.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))

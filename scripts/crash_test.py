@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -341,6 +342,10 @@ class Load:
                 r = http.post(
                     f"{server.base}/v1/decisions", json=body, headers={"Idempotency-Key": key}
                 )
+            except httpx.LocalProtocolError as exc:
+                # Never sent: our request is malformed (a bad header, say), not a server cut.
+                self.tally.violation(f"{key}: the client could not send the request: {exc}")
+                return None
             except httpx.ConnectError:
                 kind = "connect"
             except httpx.TimeoutException:
@@ -651,6 +656,8 @@ def crash(args: argparse.Namespace, work: Path, url: str, servers: list[Server])
          "--database-url", url],
         env=base_env,
     ).strip()  # fmt: skip
+    if not re.fullmatch(r"mpk_[0-9a-f]+_[A-Za-z0-9_-]+", key):
+        raise StartFailed(f"`miaopi keys create` printed something other than a key: {key[:200]!r}")
 
     count = 2 if args.store == "postgres" else 1
     for i in range(count):
@@ -732,6 +739,8 @@ def crash(args: argparse.Namespace, work: Path, url: str, servers: list[Server])
     filed = [p for p in sorted(work.glob("server-*-checkpoints.jsonl")) if p.stat().st_size]
     audit_verify(url, base_env, public_key, [acked_heads, *filed], findings)
     findings.retries = load.tally.violations + findings.retries
+    if not load.tally.acks:
+        findings.retries.append("no decision was acknowledged: the load never got through")
 
     report(args, load, findings, kills, servers, loaded_for, load_before, heads, filed)
     failed = findings.lost or findings.duplicates or findings.chain or findings.retries

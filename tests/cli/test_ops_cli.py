@@ -339,3 +339,15 @@ def test_audit_export_to_a_file_refuses_to_overwrite(
     assert 0 == first.returncode, first.stderr
     assert n == len(out.read_text(encoding="utf-8").splitlines())
     assert_one_line_error(run("audit", "export", "--database-url", url, "--out", str(out)), 2)
+
+
+def test_keys_create_on_a_fresh_database_prints_only_the_key_on_stdout(tmp_path: Path) -> None:
+    """Scripts read the new key from stdout (the crash harness does): creating the schema on
+    the way logs nothing there, and the human note goes to stderr."""
+    result = run(
+        "keys", "create", "--role", "platform", "--label", "script",
+        "--database-url", f"sqlite:///{tmp_path / 'fresh.db'}",
+    )  # fmt: skip
+    assert 0 == result.returncode, result.stderr
+    assert re.fullmatch(r"mpk_[0-9a-f]{12}_[A-Za-z0-9_-]+\n", result.stdout), result.stdout
+    assert "schema_upgraded" not in result.stdout
