@@ -19,6 +19,7 @@ machine. Install wrk with ``apt-get install wrk`` (``make bench`` does).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -171,7 +173,12 @@ def fresh_postgres(url: str) -> str | None:
     return f"{url}{sep}options=-csearch_path%3D{schema}"
 
 
-def run_database(label: str, database_url: str, args: argparse.Namespace, work: Path) -> list[str]:
+@contextlib.contextmanager
+def running_server(
+    label: str, database_url: str, args: argparse.Namespace, work: Path
+) -> Iterator[tuple[str, int, dict[str, str]]]:
+    """``miaopi serve`` on ``database_url`` with fresh secrets and a platform key: its base URL,
+    its pid and the environment wrk needs (``decide.lua`` and ``bodies.jsonl`` in ``work``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIAOPI_")}
     env["MIAOPI_PSEUDONYM_KEY"] = secrets.token_urlsafe(32)
     env["DATABASE_URL"] = database_url
@@ -208,7 +215,6 @@ def run_database(label: str, database_url: str, args: argparse.Namespace, work: 
     ]
     server = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    lines: list[str] = []
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -227,6 +233,29 @@ def run_database(label: str, database_url: str, args: argparse.Namespace, work: 
             "BENCH_KEY": key,
             "BENCH_BODIES": str(work / "bodies.jsonl"),
         }
+        yield base, server.pid, wrk_env
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def prepare(work: Path, data_dir: Path) -> None:
+    """The wrk script and up to 5,000 demo applications (one JSON line each) in ``work``."""
+    (work / "decide.lua").write_text(LUA, encoding="utf-8")
+    bodies = (data_dir / "applications.jsonl").read_text(encoding="utf-8").splitlines()
+    (work / "bodies.jsonl").write_text(
+        "\n".join(json.dumps(json.loads(b), ensure_ascii=False) for b in bodies[:5000]) + "\n",
+        encoding="utf-8",
+    )
+
+
+def run_database(label: str, database_url: str, args: argparse.Namespace, work: Path) -> list[str]:
+    lines: list[str] = []
+    with running_server(label, database_url, args, work) as (base, pid, wrk_env):
         script = work / "decide.lua"
         wrk(base + "/v1/decisions", 8, 2, script, wrk_env)  # warm-up: caches, pools, pages
         top = max(args.connections)
@@ -236,9 +265,9 @@ def run_database(label: str, database_url: str, args: argparse.Namespace, work: 
         )
         print(lines[-1], flush=True)
         for c in args.connections:
-            cpu0 = server_cpu(server.pid)
+            cpu0 = server_cpu(pid)
             r = wrk(base + "/v1/decisions", c, args.seconds, script, wrk_env)
-            cpu = server_cpu(server.pid) - cpu0
+            cpu = server_cpu(pid) - cpu0
             per = cpu / r["requests"] * 1000 if r["requests"] else 0.0
             lines.append(
                 f"{label:<10} decide   c={c:<3} {r['rps']:>8,.0f} dec/s  p50 {r.get('p50', 0):6.2f} ms  p90 {r.get('p90', 0):6.2f} ms  p99 {r.get('p99', 0):6.2f} ms  "
@@ -246,14 +275,7 @@ def run_database(label: str, database_url: str, args: argparse.Namespace, work: 
             )
             print(lines[-1], flush=True)
         if args.rss_seconds:
-            lines.extend(rss_run(label, base, server.pid, script, wrk_env, args.rss_seconds))
-    finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+            lines.extend(rss_run(label, base, pid, script, wrk_env, args.rss_seconds))
     engine = sa.create_engine(database_url)
     with engine.connect() as conn:
         stored = conn.exec_driver_sql("SELECT count(*) FROM decisions").scalar_one()
@@ -292,12 +314,7 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory(prefix="miaopi-bench-") as tmp:
         work = Path(tmp)
-        (work / "decide.lua").write_text(LUA, encoding="utf-8")
-        bodies = (args.data_dir / "applications.jsonl").read_text(encoding="utf-8").splitlines()
-        (work / "bodies.jsonl").write_text(
-            "\n".join(json.dumps(json.loads(b), ensure_ascii=False) for b in bodies[:5000]) + "\n",
-            encoding="utf-8",
-        )
+        prepare(work, args.data_dir)
         if "sqlite" in args.databases:
             run_database("sqlite", f"sqlite:///{work / 'bench.db'}", args, work)
         if "postgres" in args.databases:
