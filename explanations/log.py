@@ -293,21 +293,37 @@ class DbNodes:
     """Perfect-subtree roots read (and, during an append, written) on one connection."""
 
     def __init__(
-        self, conn: sa.Connection, known: Mapping[tuple[int, int], bytes] | None = None
+        self,
+        conn: sa.Connection,
+        known: Mapping[tuple[int, int], bytes] | None = None,
+        *,
+        cursor: Any = None,
+        placeholder: str = "?",
     ) -> None:
         self.conn = conn
         self.cache: dict[tuple[int, int], bytes] = {}
         """Nodes read or written on this connection (written ones are not committed yet)."""
         self.known = known or {}
         """Nodes known to be committed (read only here)."""
+        self.cursor = cursor
+        """The driver's own cursor on ``conn`` (an append's hot path): plain SQL through it."""
+        p = placeholder
+        self._select = f"SELECT hash FROM log_nodes WHERE level = {p} AND idx = {p}"
+        self._insert = f"INSERT INTO log_nodes (level, idx, hash) VALUES ({p}, {p}, {p})"
 
     def get(self, level: int, idx: int) -> bytes:
         found = self.cache.get((level, idx)) or self.known.get((level, idx))
         if found is None:
-            row = self.conn.execute(_NODE, {"level": level, "idx": idx}).first()
-            if row is None:
+            if self.cursor is not None:
+                self.cursor.execute(self._select, (level, idx))
+                row = self.cursor.fetchone()
+                text = None if row is None else row[0]
+            else:
+                got = self.conn.execute(_NODE, {"level": level, "idx": idx}).first()
+                text = None if got is None else got.hash
+            if text is None:
                 raise LookupError(f"log node ({level}, {idx}) is missing")
-            found = self.cache[(level, idx)] = bytes.fromhex(row.hash)
+            found = self.cache[(level, idx)] = bytes.fromhex(text)
         return found
 
     def extend(self, first_index: int, leaves: Sequence[bytes]) -> None:
@@ -323,7 +339,9 @@ class DbNodes:
                 )
                 self.cache[(level, idx)] = node
                 rows.append({"level": level, "idx": idx, "hash": node.hex()})
-        if rows:
+        if rows and self.cursor is not None:
+            self.cursor.executemany(self._insert, [(r["level"], r["idx"], r["hash"]) for r in rows])
+        elif rows:
             self.conn.execute(_NODE_INSERT, rows)
 
 
