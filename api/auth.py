@@ -163,6 +163,12 @@ class KeyStore:
                 s.commit()
             return True
 
+    def remembered(self, presented: str) -> Principal | None:
+        """The principal of a key that opened less than ``CACHE_S`` ago (no database read);
+        None when it must be looked up."""
+        found = self._opened.get(_sha256(presented)) if presented.startswith(KEY_PREFIX) else None
+        return found[1] if found is not None and found[0] > time.monotonic() else None
+
     def authenticate(self, presented: str) -> Principal | None:
         """The principal a presented API key stands for, or None (unknown, wrong or revoked).
 
@@ -285,6 +291,15 @@ class Authenticator:
             return self.oidc.verify(credential)
         return None
 
+    def require_at_once(self, authorization: str | None, roles: Iterable[str]) -> Principal | None:
+        """``require`` where it needs no database or network (no credential, or an API key
+        remembered from the last seconds); None when it does."""
+        if not authorization:
+            return self.require(authorization, roles)
+        scheme, _, credential = authorization.strip().partition(" ")
+        who = self.keys.remembered(credential.strip()) if scheme.lower() == "bearer" else None
+        return None if who is None else self._with_role(who, roles)
+
     def require(self, authorization: str | None, roles: Iterable[str]) -> Principal:
         """The caller if it holds one of ``roles``; else ``AuthFailed`` (401 or 403)."""
         who = self.principal(authorization)
@@ -302,6 +317,10 @@ class Authenticator:
                 "需要身份认证（Authorization: Bearer …）",
                 "authentication required (Authorization: Bearer …)",
             )
+        return self._with_role(who, roles)
+
+    @staticmethod
+    def _with_role(who: Principal, roles: Iterable[str]) -> Principal:
         wanted = sorted(roles)
         if not who.has_any(wanted):
             raise AuthFailed(

@@ -51,21 +51,21 @@ def on_this_machine(request: Request) -> bool:
     return not any(h in request.headers for h in _PROXY_HEADERS)
 
 
-def ops_reader(request: Request, _credentials: OpsCredentials = None) -> None:
+async def ops_reader(request: Request, _credentials: OpsCredentials = None) -> None:
     """A dependency: a caller on this machine (unless the setting is ``key``), or an ops or
     auditor key (else 401/403)."""
     ctx: AppContext = request.app.state.ctx
     if ctx.settings.metrics_access != "key" and on_this_machine(request):
         return
-    _ops_key(request)
+    await _ops_key(request)
 
 
-def metrics_reader(request: Request, _credentials: OpsCredentials = None) -> None:
+async def metrics_reader(request: Request, _credentials: OpsCredentials = None) -> None:
     """A dependency: anyone when the setting is ``open``, else as ``ops_reader``."""
     ctx: AppContext = request.app.state.ctx
     if ctx.settings.metrics_access == "open":
         return
-    ops_reader(request)
+    await ops_reader(request)
 
 
 OpsReader = Annotated[None, Depends(ops_reader)]
