@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= var/demo
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint typecheck bench demo clean fuzz
+.PHONY: setup run test test-fast lint typecheck bench demo clean fuzz profile-http
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -78,6 +78,16 @@ bench-wrk: setup
 	scripts/ensure-wrk.sh
 	@test -f var/bench/applications.jsonl || $(BIN)/miaopi demo generate --out var/bench > /dev/null
 	$(BIN)/python scripts/bench_wrk.py --data-dir var/bench --seconds $${SECONDS_PER_RUN:-10} --rss-seconds $${RSS_SECONDS:-0}
+## Where a decision's server CPU goes: py-spy samples `miaopi serve` (the thread holding the GIL)
+## while wrk posts decisions at 8 connections for SECONDS_PER_RUN (default 20); prints the share
+## by stage and the functions with the most samples (scripts/profile_http.py; needs ptrace).
+.PHONY: profile-http
+profile-http: setup
+	$(BIN)/pip install -q -e '.[bench]'
+	scripts/ensure-wrk.sh
+	@test -f var/bench/applications.jsonl || $(BIN)/miaopi demo generate --out var/bench > /dev/null
+	$(BIN)/python scripts/profile_http.py --data-dir var/bench --seconds $${SECONDS_PER_RUN:-20}
+
 ## kill -9 under load (scripts/crash_test.py): KILLS SIGKILLs (default 200) of a whole `miaopi serve`
 ## (WORKERS processes, default 2) while 8 clients post, first on a SQLite file, then of either of two
 ## servers on a fresh schema of PostgreSQL (127.0.0.1:5432/test, or DATABASE_URL_TEST). Fails when
