@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -64,7 +63,7 @@ from explanations import (
     text_hash,
 )
 from explanations.counterfactual import counterfactuals
-from explanations.minimise import minimise
+from explanations.minimise import json_scalar, minimise
 from explanations.remedy import remedy_for
 
 __all__ = [
@@ -218,16 +217,6 @@ def refuse_personal_identifiers(application_id: str, idempotency_key: str | None
 def request_sha256(body: Mapping[str, Any]) -> str:
     """The hash an idempotency key is bound to: the canonical JSON of the validated body."""
     return text_hash(canonical_json(body))
-
-
-def _json_scalar(v: object) -> str | int | float | bool | None:
-    if isinstance(v, dt.date):
-        return v.isoformat()
-    if isinstance(v, Decimal):
-        return format(v, "f")
-    if v is None or isinstance(v, str | int | bool):
-        return v
-    return str(v)
 
 
 def _value_facts(rs: Ruleset, name: str) -> list[str]:
@@ -697,7 +686,7 @@ class DecisionService:
         self, plan: EvidencePlan, key: Mapping[str, object], memo: dict[tuple[str, str], str]
     ) -> str:
         def shown(field_name: str, v: object) -> str:
-            text = _json_scalar(v)
+            text = json_scalar(v)
             kind = self._personal(plan.source, field_name)
             if kind is None and field_name in plan.pseudonym_keys:
                 return self._pseudonym(str(text), "value", memo)
@@ -729,7 +718,7 @@ class DecisionService:
                 kind = self._personal(plan.source, k)
                 if kind is not None and isinstance(v, str):
                     v = self._pseudonym(v, kind, memo)
-                values[k] = _json_scalar(v)
+                values[k] = json_scalar(v)
         prov = lookup.provenance if lookup is not None else None
         spec = self.registries.get(plan.source) if self.registries is not None else None
         return EvidenceItem(

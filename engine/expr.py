@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache, cached_property
@@ -26,6 +27,7 @@ __all__ = [
     "Neg",
     "Not",
     "Or",
+    "children",
     "parse",
     "unparse",
 ]
@@ -418,6 +420,28 @@ def _unexpected_token(text: str, token: lark.Token, *, at_end: bool, expected: s
 
 
 _PRECEDENCE = {"or": 1, "and": 2, "not": 3, "cmp": 4, "+": 5, "-": 5, "*": 6, "/": 6, "neg": 7}
+
+
+def children(node: Expr) -> Iterator[Expr]:
+    """Every direct sub-expression of ``node``, in source order."""
+    match node:
+        case Call(args=items) | ListLit(items=items) | And(items=items) | Or(items=items):
+            yield from items
+        case Index(table=t, key=k):
+            yield t
+            yield k
+        case Arith(left=l, right=r) | Compare(left=l, right=r):
+            yield l
+            yield r
+        case Neg(operand=o) | Not(operand=o):
+            yield o
+        case In(needle=n, haystack=h):
+            yield n
+            yield h
+        case If(cond=c, then=a, orelse=b):
+            yield c
+            yield a
+            yield b
 
 
 def unparse(node: Expr) -> str:

@@ -21,12 +21,12 @@ Everything here is pure: the checker fills a ``RecordingPlan``, the service and 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from engine.dates import age_on, anniversary
-from engine.expr import And, Arith, Call, Compare, Expr, If, In, Index, ListLit, Name, Neg, Not, Or
+from engine.expr import Call, Expr, Name, children
 
 __all__ = [
     "AGE_MASK",
@@ -56,29 +56,6 @@ class RecordingPlan:
         return self.form.get(name, "keep")
 
 
-def _children(node: Expr) -> Iterator[Expr]:
-    match node:
-        case Call(args=args):
-            yield from args
-        case Index(table=t, key=k):
-            yield t
-            yield k
-        case Arith(left=l, right=r) | Compare(left=l, right=r):
-            yield l
-            yield r
-        case Neg(operand=o) | Not(operand=o):
-            yield o
-        case In(needle=n, haystack=h):
-            yield n
-            yield h
-        case ListLit(items=items) | And(items=items) | Or(items=items):
-            yield from items
-        case If(cond=c, then=a, orelse=b):
-            yield c
-            yield a
-            yield b
-
-
 def _is_age_on_application(node: Expr) -> bool:
     return (
         isinstance(node, Call)
@@ -105,7 +82,7 @@ def age_reads_elsewhere(node: Expr, age_fields: frozenset[str]) -> list[Name]:
             if n.dotted in age_fields:
                 found.append(n)
             return
-        for child in _children(n):
+        for child in children(n):
             visit(child)
 
     visit(node)

@@ -20,7 +20,7 @@ from engine.decision import ComparedValue, JsonScalar, ValueResult
 from engine.recording import RecordingPlan, date_of_age
 from explanations.record import EvidenceItem
 
-__all__ = ["Minimised", "evidence_for_replay", "minimise"]
+__all__ = ["Minimised", "evidence_for_replay", "json_scalar", "minimise"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,8 @@ class Minimised:
     values: list[ValueResult]
 
 
-def _json(v: object) -> JsonScalar:
+def json_scalar(v: object) -> JsonScalar:
+    """A registry or form value as a record holds it: dates ISO, decimals as written."""
     if isinstance(v, dt.date):
         return v.isoformat()
     if isinstance(v, Decimal):
@@ -72,10 +73,10 @@ def minimise(
             if v is not None and v != "":
                 omitted.append(f"form.{name}")
         elif how == "pseudonym" and v is not None:
-            kept[name] = pseudonym(str(_json(v)))
+            kept[name] = pseudonym(str(json_scalar(v)))
             masked.append(f"form.{name}")
         else:
-            kept[name] = _json(v)
+            kept[name] = json_scalar(v)
     items = list(evidence)
     ages = plan.age_fields
     if ages:
