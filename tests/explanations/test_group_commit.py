@@ -197,6 +197,36 @@ def test_an_append_that_fails_takes_no_other_with_it(
     assert (7, []) == store.verify()
 
 
+@pytest.mark.postgres
+def test_a_writer_connection_that_died_between_groups_costs_no_append(
+    postgres_url: str,
+    make_service: Callable[[str | None], DecisionService],
+    bulk_bodies: list[dict[str, Any]],
+) -> None:
+    """The store keeps its writing connection between groups. When PostgreSQL ends that
+    session (a restart, an idle timeout, an administrator), the next append is still stored
+    and answered, on a new connection, and the chain verifies."""
+    service = make_service(postgres_url)
+    store = service.store
+    assert store is not None
+    first, second = _requests(bulk_bodies[:2])
+    service.decide(
+        first, idempotency_key="w-1", body_sha256=request_sha256(first.model_dump(mode="json"))
+    )
+    writer = store._writer
+    assert writer is not None
+    pid = writer.connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
+    killer = sa.create_engine(postgres_url)
+    with killer.begin() as conn:
+        assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})").scalar() is True
+    killer.dispose()
+    stored = service.decide(
+        second, idempotency_key="w-2", body_sha256=request_sha256(second.model_dump(mode="json"))
+    )
+    assert not stored.replayed and store.get_decision(stored.decision_id) is not None
+    assert (2, []) == store.verify()
+
+
 def test_a_second_store_on_the_same_sqlite_file_queues_behind_the_first(
     tmp_path: Path,
     make_service: Callable[[str | None], DecisionService],
