@@ -495,12 +495,6 @@ def nearest_rank(sorted_ms: list[float], q: float) -> float:
     return sorted_ms[max(0, math.ceil(q * len(sorted_ms)) - 1)]
 
 
-@pytest.mark.xfail(
-    reason="since 333973b (form sensitivity, birth date recorded as an age) p99 under the hang "
-    "is 1.6-1.9x the baseline (11-15 ms vs 7-8 ms), not within 1.2x; under investigation, "
-    "see the issue 8 note",
-    strict=False,
-)
 def test_a_hung_source_leaves_the_latency_of_services_that_do_not_ask_it_unchanged(
     sim: Simulator,
     services: ServiceMaker,
