@@ -117,6 +117,32 @@ def _filter_handlers() -> None:
                 handler.addFilter(PersonalDataFilter())
 
 
+class _Stderr:
+    """structlog's output: one line to whatever ``sys.stderr`` is at the moment of writing.
+
+    structlog's ``PrintLogger`` keeps the stream it was given when logging was configured; a
+    command run in-process (a test's CLI runner, an embedding application) may swap stderr
+    for a buffer and close it, after which every later log line raised ``ValueError`` in the
+    code that logged.
+    """
+
+    def msg(self, message: str) -> None:
+        stream = sys.stderr
+        if stream is None or stream.closed:
+            return
+        stream.write(message + "\n")  # one write: lines of two threads never interleave
+        stream.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = failure = msg
+
+
+_STDERR = _Stderr()
+
+
+def _stderr_logger(*_args: Any) -> _Stderr:
+    return _STDERR
+
+
 def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
     logging.getLogger().setLevel(level.upper())  # basicConfig only sets it the first time
@@ -134,6 +160,6 @@ def configure_logging(level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
