@@ -235,6 +235,8 @@ def _lit(v: object) -> Literal:
 
 
 def _children(node: Expr) -> Iterator[Expr]:
+    """The sub-expressions a change can reach: unlike ``engine.expr.children``, not the table
+    of a lookup nor a named list searched by ``in`` (ruleset data, never the applicant's)."""
     match node:
         case Call(args=items) | ListLit(items=items) | And(items=items) | Or(items=items):
             yield from items
