@@ -179,15 +179,14 @@ class KeyStore:
         """
         if not presented.startswith(KEY_PREFIX):
             return None
-        digest = _sha256(presented)
-        remembered = self._opened.get(digest)
-        if remembered is not None and remembered[0] > time.monotonic():
-            return remembered[1]
+        remembered = self.remembered(presented)
+        if remembered is not None:
+            return remembered
         principal = self._authenticate(presented)
         if principal is not None:
             if len(self._opened) > 1024:
                 self._opened.clear()
-            self._opened[digest] = (time.monotonic() + self.CACHE_S, principal)
+            self._opened[_sha256(presented)] = (time.monotonic() + self.CACHE_S, principal)
         return principal
 
     def _authenticate(self, presented: str) -> Principal | None:
@@ -278,12 +277,20 @@ class Authenticator:
         self.keys = keys
         self.oidc = oidc
 
-    def principal(self, authorization: str | None) -> Principal | None:
+    @staticmethod
+    def _bearer(authorization: str | None) -> str | None:
+        """The credential of ``Authorization: Bearer <credential>``, or None."""
         if not authorization:
             return None
         scheme, _, credential = authorization.strip().partition(" ")
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential or len(credential) > 8192:
+            return None
+        return credential
+
+    def principal(self, authorization: str | None) -> Principal | None:
+        credential = self._bearer(authorization)
+        if credential is None:
             return None
         if credential.startswith(KEY_PREFIX):
             return self.keys.authenticate(credential)
@@ -296,8 +303,8 @@ class Authenticator:
         remembered from the last seconds); None when it does."""
         if not authorization:
             return self.require(authorization, roles)
-        scheme, _, credential = authorization.strip().partition(" ")
-        who = self.keys.remembered(credential.strip()) if scheme.lower() == "bearer" else None
+        credential = self._bearer(authorization)
+        who = self.keys.remembered(credential) if credential is not None else None
         return None if who is None else self._with_role(who, roles)
 
     def require(self, authorization: str | None, roles: Iterable[str]) -> Principal:

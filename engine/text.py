@@ -87,8 +87,8 @@ def check_text(text: str, *, multiline: bool = False) -> str:
 def text_pattern(*, multiline: bool = False) -> str:
     """The same rule for JSON Schema, over the Basic Multilingual Plane (``^[^…]*$``).
 
-    Built on first use from this Python's Unicode tables. Written with ``\\uXXXX`` escapes
-    only, so that JSON Schema (ECMA 262) and Python read it alike. Not named in it, though
+    Built on first use from this Python's Unicode tables. Written with ``\\u`` and four hex
+    digits only, so that JSON Schema (ECMA 262) and Python read it alike. Not named in it, though
     refused by the check: surrogates (no JSON text in UTF-8 holds one, and the strict reader
     refuses ``\\ud800`` escapes) and the few format characters and noncharacters beyond
     U+FFFF (tags, musical format controls …).

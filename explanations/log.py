@@ -289,6 +289,15 @@ _NODE_INSERT = NODES.insert()
 HEAD_INSERT = HEADS.insert()
 
 
+@functools.cache
+def _node_statements(p: str) -> tuple[str, str]:
+    """The node read and insert as plain SQL for a driver whose placeholder is ``p``."""
+    return (
+        f"SELECT hash FROM log_nodes WHERE level = {p} AND idx = {p}",
+        f"INSERT INTO log_nodes (level, idx, hash) VALUES ({p}, {p}, {p})",
+    )
+
+
 class DbNodes:
     """Perfect-subtree roots read (and, during an append, written) on one connection."""
 
@@ -307,9 +316,7 @@ class DbNodes:
         """Nodes known to be committed (read only here)."""
         self.cursor = cursor
         """The driver's own cursor on ``conn`` (an append's hot path): plain SQL through it."""
-        p = placeholder
-        self._select = f"SELECT hash FROM log_nodes WHERE level = {p} AND idx = {p}"
-        self._insert = f"INSERT INTO log_nodes (level, idx, hash) VALUES ({p}, {p}, {p})"
+        self._select, self._insert = _node_statements(placeholder)
 
     def get(self, level: int, idx: int) -> bytes:
         found = self.cache.get((level, idx)) or self.known.get((level, idx))

@@ -146,7 +146,10 @@ class _HotSql:
             f"record_hash) VALUES ({', '.join([p] * 5)})"
         )
         self.update_head = f"UPDATE chain_head SET seq = {p}, record_hash = {p} WHERE id = 1"
-        self.insert_log_head = f"INSERT INTO log_heads (size, root, time, key_id, signature) VALUES ({p}, {p}, {p}, {p}, {p})"
+        self.insert_log_head = (
+            f"INSERT INTO log_heads (size, root, time, key_id, signature) VALUES ({p}, {p}, {p}, "
+            f"{p}, {p})"
+        )
         self.find = (
             "SELECT id, idempotency_key, request_sha256, application_id, service, "
             "ruleset_version, outcome, created_at, response_json FROM decisions "
