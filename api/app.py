@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import json
 import time
 import uuid
@@ -262,6 +263,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # What is loaded by now (rulesets, registries, the app) lives as long as the process:
+        # out of the collector's sight, a full collection no longer walks it (~85 ms a time
+        # with the demo registries, the p99 of every request caught behind one).
+        gc.collect()
+        gc.freeze()
         yield
         ctx.store.write_checkpoint()  # the last signed head, filed outside the database
 
@@ -390,7 +396,7 @@ def create_app(
             },
         },
     )
-    def post_decision(
+    async def post_decision(
         body: DecisionRequest,
         svc: ServiceDep,
         _who: Platform,
@@ -421,7 +427,7 @@ def create_app(
             catalog=svc.catalog,
             max_skew=dt.timedelta(seconds=settings.max_clock_skew_s),
         )
-        stored = svc.decide(
+        stored = await svc.decide_async(
             body,
             idempotency_key=idempotency_key,
             body_sha256=request_sha256(body.model_dump(mode="json")),

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pydantic
 import structlog
+from starlette.concurrency import run_in_threadpool
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from adapters.base import Adapter, ClaimValues, Lookup, LookupMode
@@ -398,6 +399,7 @@ class DecisionService:
         self._personal_fields: dict[tuple[str, str], str | None] = {}
         self._output_columns: dict[str, list[OutputColumn]] = {}
         self._purpose_cache: dict[str, dict[str, tuple[list[str], list[str], list[str]]]] = {}
+        self._in_memory_cache: dict[str, bool] = {}
 
     # --- steps ---------------------------------------------------------------------------
 
@@ -858,44 +860,108 @@ class DecisionService:
         assert self.store is not None, "decide() needs a store; use decide_unstored() for a dry run"
         started = time.perf_counter()
         refuse_personal_identifiers(request.application_id, idempotency_key)
-        existing = self.store.find_by_key(idempotency_key)
+        # Looked up first: a retry must not ask the registries again (their quotas, their load).
+        existing = self._stored(idempotency_key, body_sha256)
         if existing is not None:
-            if existing.request_sha256 != body_sha256:
-                raise IdempotencyConflict(idempotency_key)
-            return StoredDecision(
-                existing.id,
-                json.loads(existing.response_json),
-                True,
-                self.store.receipt(existing.id),
-            )
+            return existing
         prepared = self.prepare(request)
-        decided = self.decide_prepared(prepared)
-        # Built and encoded here, outside the chain's lock; the store only seals and writes it.
-        record = Unsealed(
-            self.build_record(decided, decision_id=self.new_id(), seq=0, prev_hash="")
-        )
+        decided, record = self._decided(prepared)
         stored = self.store.append(
             idempotency_key=idempotency_key,
             request_sha256=body_sha256,
             record=record,
             on_stored=self.on_stored,
         )
-        if not stored.replayed:
-            log.info(
-                "decided",
-                decision_id=stored.decision_id,
-                application_id=request.application_id,
-                service=request.service,
-                ruleset_version=prepared.ruleset.version,
-                outcome=decided.evaluation.outcome.value,
-            )
-            observe_decision(
-                service=prepared.ruleset.service,
-                outcome=decided.evaluation.outcome.value,
-                seconds=time.perf_counter() - started,
-                evidence=[(e.source, e.outcome or "ERROR") for e in decided.evidence],
-            )
+        self._observe(stored, decided, started)
         return stored
+
+    async def decide_async(
+        self, request: DecisionRequest, *, idempotency_key: str, body_sha256: str
+    ) -> StoredDecision:
+        """``decide`` for the event loop: a decision whose evidence all comes from memory is
+        decided right here (CPU only, ~1 ms) and waits for its group commit without holding a
+        thread; one that asks a remote registry runs ``decide`` in the thread pool.
+
+        The key is not looked up first on the in-memory path: the group commit finds a stored
+        key anyway and answers the stored decision (a retry costs a decision's CPU, and no
+        registry is asked). A retry that can no longer be decided (the service paused, say)
+        still gets its stored decision."""
+        assert self.store is not None, "decide() needs a store; use decide_unstored() for a dry run"
+        started = time.perf_counter()
+        refuse_personal_identifiers(request.application_id, idempotency_key)
+        try:
+            prepared = self.prepare(request)
+        except RequestRejected:
+            existing = self._stored(idempotency_key, body_sha256)
+            if existing is not None:
+                return existing
+            raise
+        if not self._in_memory(prepared.ruleset):
+            return await run_in_threadpool(
+                self.decide, request, idempotency_key=idempotency_key, body_sha256=body_sha256
+            )
+        decided, record = self._decided(prepared)
+        stored = await self.store.append_async(
+            idempotency_key=idempotency_key,
+            request_sha256=body_sha256,
+            record=record,
+            on_stored=self.on_stored,
+        )
+        self._observe(stored, decided, started)
+        return stored
+
+    def _stored(self, idempotency_key: str, body_sha256: str) -> StoredDecision | None:
+        """The decision already stored under the key (``IdempotencyConflict`` for another body)."""
+        assert self.store is not None
+        existing = self.store.find_by_key(idempotency_key)
+        if existing is None:
+            return None
+        if existing.request_sha256 != body_sha256:
+            raise IdempotencyConflict(idempotency_key)
+        return StoredDecision(
+            existing.id,
+            json.loads(existing.response_json),
+            True,
+            self.store.receipt(existing.id),
+        )
+
+    def _in_memory(self, rs: Ruleset) -> bool:
+        """Whether every registry the ruleset asks answers from memory (never blocks)."""
+        found = self._in_memory_cache.get(rs.engine_name)
+        if found is None:
+            adapters = [self.adapters.get(plan.source) for plan in rs.evidence]
+            found = self._in_memory_cache[rs.engine_name] = all(
+                a is None or getattr(a, "in_memory", False)  # None: not loaded, never called
+                for a in adapters
+            )
+        return found
+
+    def _decided(self, prepared: Prepared) -> tuple[Decided, Unsealed]:
+        decided = self.decide_prepared(prepared)
+        # Built and encoded here, outside the chain's lock; the store only seals and writes it.
+        record = Unsealed(
+            self.build_record(decided, decision_id=self.new_id(), seq=0, prev_hash="")
+        )
+        return decided, record
+
+    def _observe(self, stored: StoredDecision, decided: Decided, started: float) -> None:
+        if stored.replayed:
+            return
+        rs = decided.prepared.ruleset
+        log.info(
+            "decided",
+            decision_id=stored.decision_id,
+            application_id=decided.prepared.request.application_id,
+            service=rs.service,
+            ruleset_version=rs.version,
+            outcome=decided.evaluation.outcome.value,
+        )
+        observe_decision(
+            service=rs.service,
+            outcome=decided.evaluation.outcome.value,
+            seconds=time.perf_counter() - started,
+            evidence=[(e.source, e.outcome or "ERROR") for e in decided.evidence],
+        )
 
     def decide_unstored(
         self, request: DecisionRequest

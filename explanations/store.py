@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import fcntl
 import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -180,10 +182,25 @@ class _Prior(NamedTuple):
     response_json: str
 
 
-class _Pending:
-    """One append waiting for its group commit."""
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():  # a cancelled wait (the server stopping) has nobody to tell
+        waiter.set_result(None)
 
-    __slots__ = ("build", "done", "key", "on_stored", "record", "request_sha256", "result")
+
+class _Pending:
+    """One append waiting for its group commit: a thread that leads or waits (``append``), or
+    a coroutine woken on its event loop once the group is committed (``append_async``)."""
+
+    __slots__ = (
+        "build",
+        "done",
+        "key",
+        "on_stored",
+        "record",
+        "request_sha256",
+        "result",
+        "waiter",
+    )
 
     def __init__(
         self,
@@ -192,6 +209,7 @@ class _Pending:
         build: Callable[[int, str], AnyRecord] | None,
         record: Unsealed | None,
         on_stored: Callable[[sa.Connection, AnyRecord], None] | None,
+        waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None,
     ) -> None:
         self.key = key
         self.request_sha256 = request_sha256
@@ -200,10 +218,15 @@ class _Pending:
         self.on_stored = on_stored
         self.done = False
         self.result: StoredDecision | Exception | None = None
+        self.waiter = waiter
 
     def settle(self, result: StoredDecision | Exception) -> None:
         self.result = result
         self.done = True
+        if self.waiter is not None:
+            loop, future = self.waiter
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the server stopped
+                loop.call_soon_threadsafe(_wake, future)
 
     def fail(self, exc: Exception) -> None:
         self.settle(exc)
@@ -260,6 +283,10 @@ class DecisionStore:
         self._queue_lock = threading.Lock()
         self._leader = threading.Lock()
         """Held by the thread writing a group; the others queue behind it (see ``append``)."""
+        self._draining = False
+        """Whether a group-commit job for ``append_async`` is queued or running (under
+        ``_queue_lock``): an append that finds none starts one."""
+        self._committer: ThreadPoolExecutor | None = None
         self._writer: sa.Connection | None = None
         """The connection groups are written on, kept between them (held under ``_leader``):
         a pool check-out and check-in per group cost ~10% of a decision's CPU. Dropped after
@@ -388,6 +415,8 @@ class DecisionStore:
         return nodes, head
 
     def dispose(self) -> None:
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)  # every queued append is written first
         with self._leader:
             self._drop_writer()
         self.engine.dispose()
@@ -468,6 +497,51 @@ class DecisionStore:
                     del self._queue[: self.max_batch]
                 self._commit(batch)
         return item.outcome()
+
+    async def append_async(
+        self,
+        *,
+        idempotency_key: str,
+        request_sha256: str,
+        record: Unsealed,
+        on_stored: Callable[[sa.Connection, AnyRecord], None] | None = None,
+    ) -> StoredDecision:
+        """``append`` for a coroutine: the event loop goes on while the group is written.
+
+        The append is queued for the group-commit thread, which writes every queued append
+        (of coroutines and of ``append``'s threads alike) in the next transaction; this
+        returns once that transaction has committed. No thread of the pool is held meanwhile.
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        item = _Pending(idempotency_key, request_sha256, None, record, on_stored, (loop, waiter))
+        with self._queue_lock:
+            self._queue.append(item)
+            start, self._draining = not self._draining, True
+        if start:
+            if self._committer is None:
+                self._committer = ThreadPoolExecutor(1, thread_name_prefix="group-commit")
+            self._committer.submit(self._drain)
+        await waiter
+        return item.outcome()
+
+    def _drain(self) -> None:
+        """Write groups until the queue is empty (the group-commit thread's job)."""
+        with self._leader:
+            while True:
+                with self._queue_lock:
+                    batch = self._queue[: self.max_batch]
+                    del self._queue[: self.max_batch]
+                    if not batch:
+                        self._draining = False  # under the lock: the next append starts a job
+                        return
+                try:
+                    self._commit(batch)
+                except BaseException as exc:  # _commit settles every Exception itself
+                    log.error("group_commit_interrupted", error=repr(exc))
+                    for item in batch:  # nobody waits for ever; the job goes on with the next
+                        if not item.done:
+                            item.fail(RuntimeError(f"group commit interrupted: {exc!r}"))
 
     def _commit(self, batch: list[_Pending]) -> None:
         """Write ``batch`` in one transaction; if that fails, each on its own."""

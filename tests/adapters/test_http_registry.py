@@ -540,7 +540,8 @@ def test_a_hung_source_leaves_the_latency_of_services_that_do_not_ask_it_unchang
     seen: dict[str, int] = {}
     lock = threading.Lock()
 
-    def background() -> None:
+    def background(phase: float) -> None:
+        stop.wait(phase)  # staggered: four threads in step could all fall between hang blocks
         while not stop.is_set():
             tick = time.perf_counter()
             _, record = service.decide_unstored(talent)
@@ -559,7 +560,9 @@ def test_a_hung_source_leaves_the_latency_of_services_that_do_not_ask_it_unchang
         return out, peak
 
     rounds: list[str] = []
-    threads = [threading.Thread(target=background, daemon=True) for _ in range(4)]
+    threads = [
+        threading.Thread(target=background, args=(i * 0.0875,), daemon=True) for i in range(4)
+    ]
     for t in threads:
         t.start()
     try:
@@ -572,7 +575,11 @@ def test_a_hung_source_leaves_the_latency_of_services_that_do_not_ask_it_unchang
                 time.sleep(0.35)  # calls hung before the switch end at their 300 ms budget
                 base += block(40)[0]
                 sim.faults(registries={"property": {"hang_rate": 1}})
-                time.sleep(0.05)
+                # Measured only once a call hangs: a block is shorter than the background's
+                # period, and on a fast machine the two cycles can keep the calls out of it.
+                waited = time.monotonic() + 2
+                while property_.health()["in_flight"] == 0 and time.monotonic() < waited:
+                    time.sleep(0.002)
                 times, peak = block(40)
                 hang += times
                 hung_peak = max(hung_peak, peak)
