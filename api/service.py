@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 import pydantic
 import structlog
-from starlette.concurrency import run_in_threadpool
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from starlette.concurrency import run_in_threadpool
 
 from adapters.base import Adapter, ClaimValues, Lookup, LookupMode
 from api.metrics import observe_decision
