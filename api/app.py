@@ -34,6 +34,7 @@ from api.common import (
 )
 from api.deployment import Deployment, load_deployment
 from api.docs import install_redoc
+from api.fastpath import FastDecisions
 from api.logging import configure_logging
 from api.openapi import document_errors
 from api.ops import install_ops_routes
@@ -190,6 +191,19 @@ _DOCS_POLICY = (
 )
 
 
+def _rejection(exc: RequestRejected) -> JSONResponse:
+    return error(exc.status, exc.code, exc.message_zh, exc.message_en, exc.fields)
+
+
+def _key_reused() -> JSONResponse:
+    return error(
+        422,
+        "IDEMPOTENCY_KEY_REUSED",
+        "该幂等键已用于另一份不同的申请",
+        "this Idempotency-Key was already used with a different request body",
+    )
+
+
 def build_context(settings: Settings, service: DecisionService | None = None) -> AppContext:
     """Open the stores and load the rulesets and registries; refuse without secrets."""
     secrets = settings.secrets()
@@ -293,6 +307,14 @@ def create_app(
     install_redoc(app)
     document_errors(app)
 
+    # Innermost: well-formed decision requests skip the framework (api.fastpath); the body
+    # limit and the request context still apply to them.
+    app.add_middleware(
+        FastDecisions,
+        auth=lambda: ctx.auth,
+        endpoint=lambda body, key: decide(body, key),
+        route=lambda: _decision_route(),
+    )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestContext)  # outermost: a 413 is logged and counted too
 
@@ -343,7 +365,7 @@ def create_app(
 
     @app.exception_handler(RequestRejected)
     async def _rejected(_: Request, exc: RequestRejected) -> JSONResponse:
-        return error(exc.status, exc.code, exc.message_zh, exc.message_en, exc.fields)
+        return _rejection(exc)
 
     @app.exception_handler(AuthFailed)
     async def _auth_failed(_: Request, exc: AuthFailed) -> JSONResponse:
@@ -358,12 +380,7 @@ def create_app(
 
     @app.exception_handler(IdempotencyConflict)
     async def _conflict(_: Request, exc: IdempotencyConflict) -> JSONResponse:
-        return error(
-            422,
-            "IDEMPOTENCY_KEY_REUSED",
-            "该幂等键已用于另一份不同的申请",
-            "this Idempotency-Key was already used with a different request body",
-        )
+        return _key_reused()
 
     @app.get("/livez", tags=["ops"], response_class=PlainTextResponse)
     def livez() -> PlainTextResponse:
@@ -398,7 +415,6 @@ def create_app(
     )
     async def post_decision(
         body: DecisionRequest,
-        svc: ServiceDep,
         _who: Platform,
         idempotency_key: Annotated[
             str | None,
@@ -420,23 +436,39 @@ def create_app(
                 "缺少 Idempotency-Key 请求头",
                 "the Idempotency-Key header is required",
             )
+        return await decide(body, idempotency_key)
+
+    async def decide(body: DecisionRequest, idempotency_key: str) -> JSONResponse:
+        """Decide a validated request: the route's work, and the fast path's (api.fastpath)."""
         structlog.contextvars.bind_contextvars(application_id=body.application_id)
-        check_submitted_at(
-            body,
-            now=svc.clock(),
-            catalog=svc.catalog,
-            max_skew=dt.timedelta(seconds=settings.max_clock_skew_s),
-        )
-        stored = await svc.decide_async(
-            body,
-            idempotency_key=idempotency_key,
-            body_sha256=request_sha256(body.model_dump(mode="json")),
-        )
+        try:
+            check_submitted_at(
+                body,
+                now=svc.clock(),
+                catalog=svc.catalog,
+                max_skew=dt.timedelta(seconds=settings.max_clock_skew_s),
+            )
+            stored = await svc.decide_async(
+                body,
+                idempotency_key=idempotency_key,
+                body_sha256=request_sha256(body.model_dump(mode="json")),
+            )
+        except RequestRejected as exc:
+            return _rejection(exc)
+        except IdempotencyConflict:
+            return _key_reused()
         structlog.contextvars.bind_contextvars(decision_id=stored.decision_id)
         return JSONResponse(
             _delivered(stored.response, stored.receipt),
             status_code=201,  # a retry gets the very same response; the header tells them apart
             headers={"Idempotent-Replayed": "true" if stored.replayed else "false"},
+        )
+
+    def _decision_route() -> Any:
+        return next(
+            r
+            for r in app.router.routes
+            if getattr(r, "path", None) == "/v1/decisions" and "POST" in getattr(r, "methods", ())
         )
 
     def _delivered(response: dict[str, Any], receipt: Receipt | None) -> dict[str, Any]:
