@@ -148,11 +148,21 @@ class _Row:
     canonical: str | None = field(default=None, compare=False)
     """The raw row's canonical JSON, made on its first lookup (rows never change)."""
 
+    digest: str | None = field(default=None, compare=False)
+    """SHA-256 of ``[<this row>]``: the provenance of a lookup that found this row alone."""
+
     def canonical_json(self) -> str:
         if self.canonical is None:  # a cache, so the frozen row may be written once
             object.__setattr__(self, "canonical", canonical_rows([self.raw])[1:-1])
         assert self.canonical is not None
         return self.canonical
+
+    def alone_sha256(self) -> str:
+        if self.digest is None:  # computed on the row's first lookup, once (rows never change)
+            text = "[" + self.canonical_json() + "]"
+            object.__setattr__(self, "digest", hashlib.sha256(text.encode("utf-8")).hexdigest())
+        assert self.digest is not None
+        return self.digest
 
 
 def _text(v: object) -> str:
@@ -258,11 +268,15 @@ class FileRegistry:
             adapter_version=self.version,
             reference=",".join(refs) or None,
             retrieved_at=now,
-            raw_sha256=hashlib.sha256(
-                ("[" + ",".join(r.canonical_json() for r in rows) + "]").encode("utf-8")
-            ).hexdigest()
-            if rows
-            else None,
+            raw_sha256=(
+                rows[0].alone_sha256()
+                if len(rows) == 1
+                else hashlib.sha256(
+                    ("[" + ",".join(r.canonical_json() for r in rows) + "]").encode("utf-8")
+                ).hexdigest()
+                if rows
+                else None
+            ),
         )
 
     def lookup(

@@ -107,6 +107,8 @@ class UnsupportedMediaType(ApiError):
 
 def _depth_problem(body: bytes) -> bool:
     """True when objects and arrays nest deeper than ``MAX_DEPTH`` (strings skipped)."""
+    if body.count(b"{") + body.count(b"[") <= MAX_DEPTH:
+        return False  # fewer openings than levels allowed: no need to walk (most bodies)
     depth = 0
     for match in _STRUCTURE.finditer(body):
         token = match.group()[0]

@@ -557,7 +557,7 @@ class Unsealed:
                 b, c = tail.split(prev_mark)
                 self.parts, self._seq_at, self._prev_at = (head, b, c), 1, 2
         self.response: dict[str, Any] | None = (
-            decision_response(record) if isinstance(record, ExplanationRecordV1) else None
+            _response_of_dump(data) if isinstance(record, ExplanationRecordV1) else None
         )
         """The platform's answer but for ``record_hash`` (set when sealed)."""
 
@@ -580,6 +580,33 @@ class Unsealed:
         if self.response is None:
             return record, body, response_of(record)
         return record, body, {**self.response, "record_hash": record.record_hash}
+
+
+def _response_of_dump(data: dict[str, Any]) -> dict[str, Any]:
+    """``decision_response`` of an unsealed record, read off its JSON-mode dump (the record
+    is dumped once, to be encoded; dumping the response model again cost ~20 µs). The same
+    keys, in the same order, with the same values: a test holds the two equal."""
+    decision_id = data["decision_id"]
+    criteria = data["criteria"]
+    return {
+        "decision_id": decision_id,
+        "application_id": data["application_id"],
+        "service": data["service"],
+        "outcome": data["outcome"],
+        "outputs": data["outputs"],
+        "failed_criteria": [c["id"] for c in criteria if c["status"] == "FAIL"],
+        "unknown_criteria": [c["id"] for c in criteria if c["status"] == "UNKNOWN"],
+        "reasons": [{k: v for k, v in r.items() if v is not None} for r in data["reasons"]],
+        "ruleset": {
+            "service": data["service"],
+            "version": data["ruleset_version"],
+            "content_hash": data["ruleset_hash"],
+        },
+        "application_date": data["application_date"],
+        "decided_at": data["decided_at"],
+        "record_hash": "",
+        "explanation_url": f"/v1/decisions/{decision_id}/explanation",
+    }
 
 
 def parse_record(body: dict[str, Any]) -> AnyRecord:

@@ -52,6 +52,23 @@ def test_a_record_sealed_from_its_encoded_parts_is_the_record_sealed_whole(
             assert list(response_of(whole)) == list(response), name  # same key order
 
 
+def test_the_response_read_off_the_encoded_record_is_the_one_the_record_implies(
+    make_service: Callable[[str | None], DecisionService], bulk_bodies: list[dict[str, Any]]
+) -> None:
+    """Over 300 applications of every outcome: the response an unsealed record carries is
+    ``response_of`` the sealed record, key for key and in the same order."""
+    service = make_service(None)
+    outcomes = set()
+    for body in bulk_bodies[:300]:
+        _, record = service.decide_unstored(DecisionRequest.model_validate(body))
+        sealed, _, response = Unsealed(record).seal(3, "sha256:" + "2" * 64)
+        assert response_of(sealed) == response
+        assert list(response_of(sealed)) == list(response)
+        assert list(response_of(sealed)["ruleset"]) == list(response["ruleset"])
+        outcomes.add(response["outcome"])
+    assert {"APPROVED", "REJECTED", "REFERRED"} <= outcomes
+
+
 def _requests(bodies: list[dict[str, Any]]) -> list[DecisionRequest]:
     return [DecisionRequest.model_validate(b) for b in bodies]
 
