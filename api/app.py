@@ -34,7 +34,7 @@ from api.common import (
 )
 from api.deployment import Deployment, load_deployment
 from api.docs import install_redoc
-from api.fastpath import FastDecisions
+from api.fastpath import FastDecisions, replaying
 from api.logging import configure_logging
 from api.openapi import document_errors
 from api.ops import install_ops_routes
@@ -93,14 +93,7 @@ class BodyLimit:
                 return
             if not message.get("more_body", False):
                 break
-        buffered = iter(messages)
-
-        async def replay() -> Message:
-            for message in buffered:
-                return message
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(messages, receive), send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error(

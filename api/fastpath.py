@@ -31,6 +31,18 @@ _KEY = re.compile(rb"[!-~]{1,200}")
 _ROLES = (Role.PLATFORM,)
 
 
+def replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that gives ``messages`` (already read) first, then reads on."""
+    buffered = iter(messages)
+
+    async def replay() -> Message:
+        for message in buffered:
+            return message
+        return await receive()
+
+    return replay
+
+
 class FastDecisions:
     """Answer well-formed ``POST /v1/decisions`` requests without the framework (module doc)."""
 
@@ -96,14 +108,7 @@ class FastDecisions:
             except Exception:  # malformed or invalid: the route answers it, in its words
                 request = None
         if request is None:
-            buffered = iter(messages)
-
-            async def replay() -> Message:
-                for message in buffered:
-                    return message
-                return await receive()
-
-            await self.app(scope, replay, send)
+            await self.app(scope, replaying(messages, receive), send)
             return
         self.taken += 1
         scope["route"] = self.route()  # what the request metrics are labelled by

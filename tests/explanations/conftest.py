@@ -19,6 +19,15 @@ DECIDED_AT = dt.datetime(2026, 3, 6, 2, 0, tzinfo=dt.UTC)
 """The clock of ``decide``: 2026-03-06 10:00 in Beijing."""
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 @pytest.fixture(scope="module")
 def decide(
     ruleset_catalog: RulesetCatalog,

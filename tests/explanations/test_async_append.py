@@ -27,16 +27,6 @@ from engine.registries import RegistryCatalogue
 from explanations import DecisionStore, IdempotencyConflict, StoredDecision, Unsealed
 from explanations.log import HEADS, public_key_id, verify_receipt
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
 
 def _requests(bodies: list[dict[str, Any]]) -> list[DecisionRequest]:
     return [DecisionRequest.model_validate(b) for b in bodies]

@@ -25,16 +25,6 @@ from explanations import DecisionStore, ExplanationRecordV1, IdempotencyConflict
 from explanations.log import HEADS, public_key_id, verify_receipt
 from explanations.record import canonical_json, canonical_json_of_dump, response_of, text_hash
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
 
 def test_a_record_sealed_from_its_encoded_parts_is_the_record_sealed_whole(
     decide: Callable[[str], ExplanationRecordV1], demo_samples: dict

@@ -45,7 +45,6 @@ from explanations.log import (
 )
 from explanations.record import parse_record, response_of
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 DECISIONS = 30
 """Decisions in each populated log: enough for a tree of depth 5 with partial subtrees."""
 GENESIS = "sha256:" + "0" * 64
@@ -54,15 +53,6 @@ Cli = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
 # --- fixtures and helpers ------------------------------------------------------------------
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 @pytest.fixture(scope="session")

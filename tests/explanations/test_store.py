@@ -25,17 +25,6 @@ from api.settings import Settings
 from engine import RulesetCatalog
 from explanations import DecisionStore, ExplanationRecordV1, replay
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
 
 def _execute(url: str, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
     """Run one statement behind the application's back (sqlite3 for SQLite files)."""
