@@ -72,7 +72,7 @@ bench-http: setup
 ## (b) and (c) of the benchmarks: HTTP decisions/s and p50/p90/p99 at 1, 8 and 32 connections
 ## on SQLite and PostgreSQL (when 127.0.0.1:5432 answers), next to the same server's empty-
 ## endpoint ceiling, driven by Debian's wrk; then RSS while deciding for RSS_SECONDS (default
-## 0: skipped; ~2,000 s is a million decisions at 500/s). Every decision is stored and signed.
+## 0: skipped; ~1,200 s is a million decisions on SQLite). Every decision is stored and signed.
 .PHONY: bench-wrk
 bench-wrk: setup
 	scripts/ensure-wrk.sh
