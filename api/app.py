@@ -156,8 +156,7 @@ class RequestContext:
             method = scope["method"] if scope["method"] in metrics.METHODS else "OTHER"
             route = scope.get("route")
             template = getattr(route, "path_format", None) or metrics.UNMATCHED_ROUTE
-            metrics.HTTP_REQUESTS.labels(method=method, route=template, status=str(status)).inc()
-            metrics.HTTP_SECONDS.labels(method=method, route=template).observe(elapsed)
+            metrics.observe_request(method=method, route=template, status=status, seconds=elapsed)
             log.info(
                 "request",
                 method=scope["method"],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client import (
@@ -44,6 +45,7 @@ __all__ = [
     "METHODS",
     "UNMATCHED_ROUTE",
     "observe_decision",
+    "observe_request",
     "render",
 ]
 
@@ -94,14 +96,33 @@ HTTP_SECONDS = Histogram(
 )
 
 
+_children: dict[tuple[object, ...], Any] = {}
+
+
+def _child(metric: Counter | Histogram, *values: str) -> Any:
+    """``metric.labels(*values)``, remembered: the labels are closed sets (module doc), and
+    ``labels()`` checks its arguments and takes a lock every time (~10 calls a decision)."""
+    key = (id(metric), *values)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*values)
+    return found
+
+
 def observe_decision(
     *, service: str, outcome: str, seconds: float, evidence: Iterable[tuple[str, str]]
 ) -> None:
     """Count one stored decision, its latency, and each ``(registry, outcome)`` it asked."""
-    DECISIONS.labels(service=service, outcome=outcome).inc()
-    DECISION_SECONDS.labels(service=service).observe(seconds)
+    _child(DECISIONS, service, outcome).inc()
+    _child(DECISION_SECONDS, service).observe(seconds)
     for registry, result in evidence:
-        EVIDENCE.labels(registry=registry, outcome=result).inc()
+        _child(EVIDENCE, registry, result).inc()
+
+
+def observe_request(*, method: str, route: str, status: int, seconds: float) -> None:
+    """Count one HTTP request and its latency (``route`` is the template, never the path)."""
+    _child(HTTP_REQUESTS, method, route, str(status)).inc()
+    _child(HTTP_SECONDS, method, route).observe(seconds)
 
 
 class StoreCollector(Collector):
