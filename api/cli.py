@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -372,6 +373,7 @@ def decide(
     from api.deployment import load_deployment
     from api.logging import configure_logging
     from api.service import DecisionRequest, DecisionService, RequestRejected
+    from api.window import check_submitted_at
     from explanations import render_text
 
     configure_logging("ERROR")
@@ -400,6 +402,14 @@ def decide(
         pseudonym_key=settings.pseudonym_key or "dry-run: pseudonyms are not kept",
     )
     try:
+        # The window the service applies (api.window): a date in the future or before the
+        # service existed is refused here too, not decided (it could only decide wrongly).
+        check_submitted_at(
+            request,
+            now=service.clock(),
+            catalog=service.catalog,
+            max_skew=dt.timedelta(seconds=settings.max_clock_skew_s),
+        )
         response, record = service.decide_unstored(request)
     except RequestRejected as exc:
         typer.echo(f"{exc.message_zh} / {exc.message_en}", err=True)
@@ -974,6 +984,17 @@ def keys_list(database_url: DbUrl = None) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, database_url: DbUrl = None) -> None:
     """Revoke an API key: it stops working on the next request."""
+    from api._cli_errors import database_path
+
+    path = database_path(_settings(database_url=database_url).database_url)
+    if path is not None and not path.is_file():  # no key can be in it: do not make one
+        raise _fail(
+            f"没有该密钥 {key_id}：数据库 {path} 不存在",
+            f"no key {key_id}: there is no database at {path}",
+            "检查 --database-url 或 DATABASE_URL",
+            "check --database-url or DATABASE_URL",
+            exit_code=1,
+        )
     if not _key_store(database_url).revoke(key_id):
         raise _fail(
             f"没有该密钥 {key_id}",

@@ -249,6 +249,19 @@ def test_a_read_only_command_on_a_missing_sqlite_database_creates_nothing(
     assert [] == list(work.rglob("*"))
 
 
+@pytest.mark.parametrize("where", ["default", "explicit"])
+def test_revoking_a_key_in_a_missing_sqlite_database_creates_nothing(
+    where: str, tmp_path: Path
+) -> None:
+    """No database, so no such key: one line, exit 1, and no file or folder appears."""
+    work = tmp_path / "work"
+    work.mkdir()
+    url = ["--database-url", f"sqlite:///{work}/sub/x.db"] if where == "explicit" else []
+    line = assert_one_line_error(run("keys", "revoke", "mpk_0000", *url, cwd=work), 1)
+    assert "no key mpk_0000" in line and "no database at" in line
+    assert [] == list(work.rglob("*"))
+
+
 def test_receipt_verify_without_a_key_creates_nothing(tmp_path: Path) -> None:
     """`receipt verify` in an empty folder: one line, exit 2, nothing made."""
     work = tmp_path / "work"
@@ -351,6 +364,17 @@ def test_keys_create_on_a_fresh_database_prints_only_the_key_on_stdout(tmp_path:
     assert 0 == result.returncode, result.stderr
     assert re.fullmatch(r"mpk_[0-9a-f]{12}_[A-Za-z0-9_-]+\n", result.stdout), result.stdout
     assert "schema_upgraded" not in result.stdout
+
+
+def test_a_key_made_on_the_command_line_is_revoked_there(tmp_path: Path) -> None:
+    """create, then revoke by its id: exit 0, and the listing shows it revoked."""
+    url = ["--database-url", f"sqlite:///{tmp_path / 'keys.db'}"]
+    made = run("keys", "create", "--role", "reviewer", *url)
+    key_id = made.stdout.strip().split("_")[1]  # mpk_<id>_<secret>
+    revoked = run("keys", "revoke", key_id, *url)
+    assert (0, f"已吊销 / revoked {key_id}\n") == (revoked.returncode, revoked.stdout)
+    listed = run("keys", "list", *url)
+    assert key_id in listed.stdout and "revoked" in listed.stdout
 
 
 def test_logging_writes_to_the_stderr_of_the_moment_even_after_a_captured_one_closed(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -72,6 +73,23 @@ def test_decide_is_a_dry_run_that_prints_the_decision(demo_dir: Path) -> None:
     assert "APPROVED" == decision["outcome"]
     assert 25000 == decision["outputs"]["amount_yuan"]
     assert "予以批准" in result.stdout
+
+
+def test_decide_refuses_an_application_dated_in_the_future_as_the_service_does(
+    demo_dir: Path, tmp_path: Path
+) -> None:
+    """A dry run applies the service's date window: a date next year is refused (exit 2,
+    the window's message on stderr), never decided."""
+    body = json.loads(
+        (demo_dir / "applications" / "approved-master-2016.json").read_text(encoding="utf-8")
+    )
+    body["submitted_at"] = f"{dt.date.today().year + 1}-03-01T10:00:00+08:00"
+    path = tmp_path / "future.json"
+    path.write_text(json.dumps(body, ensure_ascii=False), encoding="utf-8")
+    result = run("decide", str(path), "--data-dir", str(demo_dir))
+    assert 2 == result.returncode, result.stdout
+    assert "" == result.stdout
+    assert "future" in result.stderr
 
 
 def test_decide_refuses_a_file_that_is_not_an_application(tmp_path: Path) -> None:
