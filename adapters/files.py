@@ -165,6 +165,16 @@ class _Row:
         return self.digest
 
 
+def _rows_sha256(rows: Sequence[_Row]) -> str | None:
+    """SHA-256 of the canonical JSON of the rows an answer came from (None for no row)."""
+    if not rows:
+        return None
+    if len(rows) == 1:
+        return rows[0].alone_sha256()  # hashed once per row
+    text = "[" + ",".join(r.canonical_json() for r in rows) + "]"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _text(v: object) -> str:
     """A key or claim value as the text a registry cell would hold."""
     if isinstance(v, bool):
@@ -268,15 +278,7 @@ class FileRegistry:
             adapter_version=self.version,
             reference=",".join(refs) or None,
             retrieved_at=now,
-            raw_sha256=(
-                rows[0].alone_sha256()
-                if len(rows) == 1
-                else hashlib.sha256(
-                    ("[" + ",".join(r.canonical_json() for r in rows) + "]").encode("utf-8")
-                ).hexdigest()
-                if rows
-                else None
-            ),
+            raw_sha256=_rows_sha256(rows),
         )
 
     def lookup(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import gc
 import json
 import time
@@ -456,6 +457,7 @@ def create_app(
             headers={"Idempotent-Replayed": "true" if stored.replayed else "false"},
         )
 
+    @functools.cache  # looked up on the first fast request, not on every one
     def _decision_route() -> Any:
         return next(
             r

@@ -6,7 +6,7 @@ request wrapping cost about as much CPU as the decision itself. This ASGI middle
 such a request straight to the decision; anything else (no or unknown credential, a bad
 header, a body that is not strict JSON or does not validate) goes on, untouched and with its
 body, to the FastAPI route, which answers it exactly as it always has. Both ways share the
-decision, the refusals after validation and the answer (``DecisionEndpoint``).
+decision, the refusals after validation and the answer (``decide`` in ``create_app``).
 """
 
 from __future__ import annotations

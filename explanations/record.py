@@ -582,10 +582,26 @@ class Unsealed:
         return record, body, {**self.response, "record_hash": record.record_hash}
 
 
-def _response_of_dump(data: dict[str, Any]) -> dict[str, Any]:
-    """``decision_response`` of an unsealed record, read off its JSON-mode dump (the record
-    is dumped once, to be encoded; dumping the response model again cost ~20 µs). The same
-    keys, in the same order, with the same values: a test holds the two equal."""
+_RESPONSE_FIELDS = {
+    "decision_id",
+    "application_id",
+    "service",
+    "outcome",
+    "outputs",
+    "criteria",
+    "reasons",
+    "ruleset_version",
+    "ruleset_hash",
+    "application_date",
+    "decided_at",
+}
+"""The record's fields the platform's response is made of."""
+
+
+def _response_of_dump(data: dict[str, Any], record_hash: str = "") -> dict[str, Any]:
+    """The platform's response, read off the record's JSON-mode dump (or the part of it in
+    ``_RESPONSE_FIELDS``): the one definition of the response. An unsealed record's dump is
+    made anyway, to be encoded; dumping a response model as well cost ~20 µs."""
     decision_id = data["decision_id"]
     criteria = data["criteria"]
     return {
@@ -604,7 +620,7 @@ def _response_of_dump(data: dict[str, Any]) -> dict[str, Any]:
         },
         "application_date": data["application_date"],
         "decided_at": data["decided_at"],
-        "record_hash": "",
+        "record_hash": record_hash,
         "explanation_url": f"/v1/decisions/{decision_id}/explanation",
     }
 
@@ -665,24 +681,7 @@ def decision_response(record: ExplanationRecordV1) -> dict[str, Any]:
     """What the platform is told about a decision: derived from the record alone.
 
     Because it is a pure function of the sealed record, ``audit verify`` can recompute it
-    and detect any change to a stored response.
+    and detect any change to a stored response. Its shape is ``DecisionResponse``.
     """
-    return DecisionResponse(
-        decision_id=record.decision_id,
-        application_id=record.application_id,
-        service=record.service,
-        outcome=record.outcome,
-        outputs=record.outputs,
-        failed_criteria=[c.id for c in record.criteria if c.status == "FAIL"],
-        unknown_criteria=[c.id for c in record.criteria if c.status == "UNKNOWN"],
-        reasons=[r.model_dump(mode="json", exclude_none=True) for r in record.reasons],
-        ruleset=RulesetRef(
-            service=record.service,
-            version=record.ruleset_version,
-            content_hash=record.ruleset_hash,
-        ),
-        application_date=record.application_date,
-        decided_at=record.decided_at,
-        record_hash=record.record_hash,
-        explanation_url=f"/v1/decisions/{record.decision_id}/explanation",
-    ).model_dump(mode="json", exclude={"access_token"})
+    data = record.model_dump(mode="json", include=_RESPONSE_FIELDS)
+    return _response_of_dump(data, record.record_hash)
