@@ -546,7 +546,7 @@ class DecisionStore:
     def _commit(self, batch: list[_Pending]) -> None:
         """Write ``batch`` in one transaction; if that fails, each on its own."""
         try:
-            self._write(batch)
+            self._write(batch, top_up=True)
         except Exception as exc:
             batch = [item for item in batch if not item.done]  # never undo a told success
             if len(batch) <= 1:
@@ -575,13 +575,13 @@ class DecisionStore:
         finally:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
-    def _write(self, batch: list[_Pending]) -> None:
+    def _write(self, batch: list[_Pending], *, top_up: bool = False) -> None:
         """Write ``batch`` on the kept connection. One that fails after serving earlier groups
         may have died in between (a database restart; there is no ping at check-out for a
         connection that is never checked in): the batch goes once more on a fresh one."""
         reused = self._writer is not None
         try:
-            self._write_on(self._writer_connection(), batch)
+            self._write_on(self._writer_connection(), batch, top_up=top_up)
         except Exception as exc:
             if not reused or any(item.done for item in batch):
                 raise
@@ -595,7 +595,9 @@ class DecisionStore:
             self._writer.info["write"] = True  # BEGIN IMMEDIATE on SQLite (see _begin)
         return self._writer
 
-    def _write_on(self, conn: sa.Connection, batch: list[_Pending]) -> None:
+    def _write_on(
+        self, conn: sa.Connection, batch: list[_Pending], *, top_up: bool = False
+    ) -> None:
         sql = self._sql
         done: list[tuple[_Pending, StoredDecision | Exception]] = []
         written: list[tuple[_Pending, AnyRecord, dict[str, Any]]] = []
@@ -606,6 +608,14 @@ class DecisionStore:
                     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
                     cursor.execute(sql.head)
                     head_seq, head_hash = cursor.fetchone()
+                    # The chain is ours now. Appends queued while we waited for it (another
+                    # process or server was writing) join this group rather than wait for the
+                    # next: with two workers taking turns, groups grow instead of the queue.
+                    if top_up and len(batch) < self.max_batch:
+                        with self._queue_lock:
+                            more = self._queue[: self.max_batch - len(batch)]
+                            del self._queue[: len(more)]
+                        batch.extend(more)
                     keys = list({item.key for item in batch})
                     cursor.execute(sql.keys(len(keys)), tuple(keys))
                     existing = {row[1]: _Prior(*row) for row in cursor.fetchall()}

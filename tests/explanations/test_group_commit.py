@@ -8,6 +8,7 @@ not take the others with it.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -202,6 +203,62 @@ def test_an_append_that_fails_takes_no_other_with_it(
         outcome[i].decision_id for i in range(8) if i != 3
     }
     assert (7, []) == store.verify()
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def test_appends_queued_while_a_group_waits_for_the_chains_lock_join_that_group(
+    db_url: str,
+    make_service: Callable[[str | None], DecisionService],
+    bulk_bodies: list[dict[str, Any]],
+) -> None:
+    """Another writer (another worker process, another server) holds the chain. One append
+    takes its group and waits for the lock; 7 more arrive meanwhile. Once the lock is free
+    they go in that same transaction (one signed head over 8 leaves), not in a second one
+    behind it: with two processes taking turns, groups grow instead of the wait."""
+    service = make_service(db_url)
+    store = service.store
+    assert store is not None
+    unsealed = []
+    for i, request in enumerate(_requests(bulk_bodies[:8])):
+        decided = service.decide_prepared(service.prepare(request))
+        record = service.build_record(decided, decision_id=f"q-{i}", seq=0, prev_hash="")
+        unsealed.append((request_sha256(request.model_dump(mode="json")), Unsealed(record)))
+    outcome: dict[int, Any] = {}
+
+    def worker(i: int) -> None:
+        digest, record = unsealed[i]
+        outcome[i] = store.append(idempotency_key=f"q-{i}", request_sha256=digest, record=record)
+
+    other = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+    with other.connect() as holder:
+        if store.is_sqlite:
+            holder.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            holder.exec_driver_sql("BEGIN")
+            holder.exec_driver_sql("SELECT seq FROM chain_head WHERE id = 1 FOR UPDATE")
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        threads[0].start()
+        # The first is the leader once it has taken its group (the queue is empty again).
+        _wait_for(lambda: store._leader.locked() and not store._queue, "the first group")
+        for th in threads[1:]:
+            th.start()
+        _wait_for(lambda: len(store._queue) == 7, "seven more appends queued")
+        assert outcome == {}, "an append was answered while another writer held the chain"
+        holder.exec_driver_sql("ROLLBACK")
+    other.dispose()
+    for th in threads:
+        th.join(timeout=120)
+    assert {f"q-{i}" for i in range(8)} == {outcome[i].decision_id for i in range(8)}
+    with store.engine.connect() as conn:
+        sizes = conn.execute(sa.select(HEADS.c.size)).scalars().all()
+    assert [8] == sizes, "the appends that queued meanwhile went in a transaction of their own"
+    assert (8, []) == store.verify()
 
 
 @pytest.mark.postgres
