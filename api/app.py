@@ -245,6 +245,14 @@ def build_context(settings: Settings, service: DecisionService | None = None) ->
 
     reviews = ReviewStore(store, working_days=working_days, clock=service.clock)
     service.on_stored = reviews.referral_hook
+    if settings.commit_socket:
+        from explanations.committer import CommitProcessClient
+
+        store.commit_through(
+            CommitProcessClient(settings.commit_socket),
+            hook=reviews.referral_hook,
+            case_of=reviews.referral_case,
+        )
     service.guides = guides
     return AppContext(
         settings=settings,

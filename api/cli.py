@@ -268,6 +268,19 @@ def serve(
         # folder per start: counters begin at zero, as they do with one process.
         metrics_dir = tempfile.mkdtemp(prefix="miaopi-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    committer = None
+    if os.environ.get("MIAOPI_COMMIT_PROCESS", "1") != "0":
+        from api.commit_process import CommitProcess
+
+        committer = CommitProcess()
+        if committer.start():
+            os.environ["MIAOPI_COMMIT_SOCKET"] = committer.path
+        else:
+            typer.echo(
+                "提交进程未能启动，各工作进程自行写入 / the commit process did not start; "
+                "each worker writes its own decisions",
+                err=True,
+            )
     try:
         uvicorn.run(
             "api.main:app",
@@ -280,6 +293,8 @@ def serve(
             access_log=False,
         )
     finally:
+        if committer is not None:
+            committer.stop()  # after the workers: every decision they sent is written
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 

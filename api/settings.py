@@ -61,6 +61,9 @@ class Settings(BaseModel):
     ``/metrics`` (only on a private network: it tells how many decisions of each kind),
     ``/v1/ops/health`` staying as under ``local``."""
     public_base_url: str = ""
+    commit_socket: str | None = None
+    """The commit process's socket (``miaopi serve`` starts one and sets it): the workers
+    send their records there to be written (``explanations.committer``)."""
 
     def secrets(self) -> Secrets:
         """The secrets to run with; ``MissingSecrets`` says what is missing and how to set it."""
@@ -107,6 +110,7 @@ class Settings(BaseModel):
             "log_level": "MIAOPI_LOG_LEVEL",
             "metrics_access": "MIAOPI_METRICS_ACCESS",
             "public_base_url": "MIAOPI_PUBLIC_BASE_URL",
+            "commit_socket": "MIAOPI_COMMIT_SOCKET",
         }
         for field, var in mapping.items():
             if env.get(var):

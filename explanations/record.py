@@ -526,6 +526,14 @@ class HumanDecisionRecord(BaseModel):
 AnyRecord = ExplanationRecordV1 | HumanDecisionRecord
 
 
+def join_parts(parts: tuple[str, str, str], seq_at: int, seq: int, prev_hash: str) -> str:
+    """An unsealed record's text with ``seq`` and ``prev_hash`` put in (``Unsealed.parts``):
+    the one way the chain's text is assembled, in the worker or in the commit process."""
+    pieces = {seq_at: f'"seq":{int(seq)}', 3 - seq_at: f'"prev_hash":{canonical_json(prev_hash)}'}
+    a, b, c = parts
+    return a + pieces[1] + b + pieces[2] + c
+
+
 class Unsealed:
     """A record encoded once, ahead of its place in the chain.
 
@@ -547,7 +555,7 @@ class Unsealed:
         seq_mark, prev_mark = f'"seq":{self._SEQ}', f'"prev_hash":{canonical_json(self._PREV)}'
         if text.count(seq_mark) != 1 or text.count(prev_mark) != 1:
             # The markers also stand somewhere in the content: seal the whole record then.
-            self.parts: tuple[str, ...] | None = None
+            self.parts: tuple[str, str, str] | None = None
         else:
             head, tail = text.split(seq_mark)
             if prev_mark in head:
@@ -561,6 +569,16 @@ class Unsealed:
         )
         """The platform's answer but for ``record_hash`` (set when sealed)."""
 
+    def text_at(self, seq: int, prev_hash: str) -> str:
+        """The record's canonical text at ``seq`` after ``prev_hash`` (``parts`` is set)."""
+        assert self.parts is not None
+        return join_parts(self.parts, self._seq_at, seq, prev_hash)
+
+    @property
+    def seq_at(self) -> int:
+        """Which gap of ``parts`` takes ``seq`` (1 or 2; the other takes ``prev_hash``)."""
+        return self._seq_at
+
     def seal(self, seq: int, prev_hash: str) -> tuple[AnyRecord, str, dict[str, Any]]:
         """The record at ``seq`` after ``prev_hash``, its hashed text, and its response."""
         if self.parts is None:
@@ -568,12 +586,7 @@ class Unsealed:
                 update={"seq": seq, "prev_hash": prev_hash}
             ).sealed()
         else:
-            pieces = {
-                self._seq_at: f'"seq":{int(seq)}',
-                self._prev_at: f'"prev_hash":{canonical_json(prev_hash)}',
-            }
-            a, b, c = self.parts
-            body = a + pieces[1] + b + pieces[2] + c
+            body = self.text_at(seq, prev_hash)
             record = self.record.model_copy(
                 update={"seq": seq, "prev_hash": prev_hash, "record_hash": text_hash(body)}
             )
@@ -685,3 +698,159 @@ def decision_response(record: ExplanationRecordV1) -> dict[str, Any]:
     """
     data = record.model_dump(mode="json", include=_RESPONSE_FIELDS)
     return _response_of_dump(data, record.record_hash)
+
+
+class Chained:
+    """What the store reads off a sealed record to write its rows: an automated decision's
+    fields as the commit process has them (``Encoded.seal``), without the record's model.
+
+    ``case`` is the referral case the decision opens (a row of ``review_cases``), if any."""
+
+    __slots__ = (
+        "application_id",
+        "case",
+        "decided_at",
+        "decision_id",
+        "outcome",
+        "prev_hash",
+        "record_hash",
+        "ruleset_version",
+        "seq",
+        "service",
+    )
+
+    def __init__(
+        self,
+        *,
+        seq: int,
+        prev_hash: str,
+        record_hash: str,
+        decision_id: str,
+        application_id: str,
+        service: str,
+        ruleset_version: str,
+        outcome: Outcome,
+        decided_at: dt.datetime,
+        case: dict[str, Any] | None,
+    ) -> None:
+        self.seq = seq
+        self.prev_hash = prev_hash
+        self.record_hash = record_hash
+        self.decision_id = decision_id
+        self.application_id = application_id
+        self.service = service
+        self.ruleset_version = ruleset_version
+        self.outcome = outcome
+        self.decided_at = decided_at
+        self.case = case
+
+
+class Encoded:
+    """An automated decision's record as a worker sends it to the commit process: the text
+    ``Unsealed`` encoded, the fields of its rows, and its response but for ``record_hash``.
+
+    ``seal`` assembles the text exactly as ``Unsealed.seal`` does (``join_parts``), so the
+    chain holds the same bytes whichever process sealed them. ``to_wire``/``from_wire`` are
+    the JSON the two exchange (``explanations.committer``).
+    """
+
+    __slots__ = ("case", "fields", "parts", "response", "seq_at")
+
+    def __init__(
+        self,
+        parts: tuple[str, str, str],
+        seq_at: int,
+        fields: tuple[str, str, str, str, Outcome, dt.datetime],
+        response: dict[str, Any],
+        case: dict[str, Any] | None,
+    ) -> None:
+        self.parts = parts
+        self.seq_at = seq_at
+        self.fields = fields
+        self.response = response
+        self.case = case
+
+    @classmethod
+    def of(cls, unsealed: Unsealed, case: dict[str, Any] | None) -> Encoded | None:
+        """The encoded form of an automated decision's record (None if it must be sealed
+        whole, where it was made: its markers stand in its content, or it is a human one)."""
+        record = unsealed.record
+        if unsealed.parts is None or unsealed.response is None:
+            return None
+        assert isinstance(record, ExplanationRecordV1)
+        fields = (
+            record.decision_id,
+            record.application_id,
+            record.service,
+            record.ruleset_version,
+            record.outcome,
+            record.decided_at,
+        )
+        return cls(unsealed.parts, unsealed.seq_at, fields, unsealed.response, case)
+
+    def to_wire(self) -> dict[str, Any]:
+        decision_id, application_id, service, version, outcome, decided_at = self.fields
+        case = self.case
+        if case is not None:
+            case = {
+                **case,
+                "opened_at": case["opened_at"].isoformat(),
+                "due_on": case["due_on"].isoformat(),
+            }
+        return {
+            "p": self.parts,
+            "q": self.seq_at,
+            "f": [decision_id, application_id, service, version, outcome.value],
+            "t": decided_at.isoformat(),
+            "r": self.response,
+            "c": case,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Encoded:
+        a, b, c = data["p"]
+        seq_at = data["q"]
+        if not (isinstance(a, str) and isinstance(b, str) and isinstance(c, str)):
+            raise ValueError("parts must be text")
+        if seq_at not in (1, 2):
+            raise ValueError("seq goes in gap 1 or 2")
+        decision_id, application_id, service, version, outcome = data["f"]
+        case = data["c"]
+        if case is not None:
+            case = {
+                **case,
+                "opened_at": dt.datetime.fromisoformat(case["opened_at"]),
+                "due_on": dt.date.fromisoformat(case["due_on"]),
+            }
+        decided_at = dt.datetime.fromisoformat(data["t"])
+        fields = (
+            str(decision_id),
+            str(application_id),
+            str(service),
+            str(version),
+            Outcome(outcome),
+            decided_at,
+        )
+        response = data["r"]
+        if not isinstance(response, dict):
+            raise ValueError("the response must be an object")
+        return cls((a, b, c), seq_at, fields, response, case)
+
+    def seal(self, seq: int, prev_hash: str) -> tuple[Chained, str, dict[str, Any]]:
+        """As ``Unsealed.seal``: the record's fields at ``seq``, its text, its response."""
+        body = join_parts(self.parts, self.seq_at, seq, prev_hash)
+        record_hash = text_hash(body)
+        decision_id, application_id, service, version, outcome, decided_at = self.fields
+        sealed = Chained(
+            seq=seq,
+            prev_hash=prev_hash,
+            record_hash=record_hash,
+            decision_id=decision_id,
+            application_id=application_id,
+            service=service,
+            ruleset_version=version,
+            outcome=outcome,
+            decided_at=decided_at,
+            case=self.case,
+        )
+        return sealed, body, {**self.response, "record_hash": record_hash}

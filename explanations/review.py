@@ -121,22 +121,26 @@ class ReviewStore:
 
     def referral_hook(self, conn: sa.Connection, record: AnyRecord) -> None:
         """For ``DecisionStore.append``: open a referral case with a REFERRED decision."""
+        case = self.referral_case(record)
+        if case is not None:
+            conn.execute(CASES.insert().values(**case))
+
+    def referral_case(self, record: AnyRecord) -> dict[str, Any] | None:
+        """The referral case a REFERRED automated decision opens (its row), or None."""
         if not isinstance(record, ExplanationRecordV1) or record.outcome is not Outcome.REFERRED:
-            return
-        conn.execute(
-            CASES.insert().values(
-                id=str(uuid.uuid4()),
-                decision_id=record.decision_id,
-                kind="referral",
-                status="open",
-                service=record.service,
-                automated_outcome=record.outcome.value,
-                opened_at=record.decided_at,
-                opened_by="system",
-                due_on=self._due(record.service, "referral", record.decided_at),
-                statement="",
-            )
-        )
+            return None
+        return {
+            "id": str(uuid.uuid4()),
+            "decision_id": record.decision_id,
+            "kind": "referral",
+            "status": "open",
+            "service": record.service,
+            "automated_outcome": record.outcome.value,
+            "opened_at": record.decided_at,
+            "opened_by": "system",
+            "due_on": self._due(record.service, "referral", record.decided_at),
+            "statement": "",
+        }
 
     # --- reading -------------------------------------------------------------------------
 

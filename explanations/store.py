@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 import structlog
@@ -36,6 +36,8 @@ from explanations.log import (
 )
 from explanations.record import (
     AnyRecord,
+    Chained,
+    Encoded,
     ExplanationRecordV1,
     Unsealed,
     parse_record,
@@ -52,6 +54,9 @@ __all__ = [
     "StoredDecision",
     "VerifyProblem",
 ]
+
+if TYPE_CHECKING:
+    from explanations.committer import CommitProcessClient
 
 GENESIS = "sha256:" + "0" * 64
 log = structlog.get_logger("miaopi.store")
@@ -207,8 +212,8 @@ class _Pending:
         key: str,
         request_sha256: str,
         build: Callable[[int, str], AnyRecord] | None,
-        record: Unsealed | None,
-        on_stored: Callable[[sa.Connection, AnyRecord], None] | None,
+        record: Unsealed | Encoded | None,
+        on_stored: Callable[[sa.Connection, Any], None] | None,
         waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None,
     ) -> None:
         self.key = key
@@ -287,6 +292,9 @@ class DecisionStore:
         """Whether a group-commit job for ``append_async`` is queued or running (under
         ``_queue_lock``): an append that finds none starts one."""
         self._committer: ThreadPoolExecutor | None = None
+        self._commit_process: CommitProcessClient | None = None
+        self._remote_hook: Callable[[sa.Connection, AnyRecord], None] | None = None
+        self._case_of: Callable[[AnyRecord], dict[str, Any] | None] | None = None
         self._writer: sa.Connection | None = None
         """The connection groups are written on, kept between them (held under ``_leader``):
         a pool check-out and check-in per group cost ~10% of a decision's CPU. Dropped after
@@ -498,6 +506,18 @@ class DecisionStore:
                 self._commit(batch)
         return item.outcome()
 
+    def commit_through(
+        self,
+        client: CommitProcessClient,
+        *,
+        hook: Callable[[sa.Connection, AnyRecord], None],
+        case_of: Callable[[AnyRecord], dict[str, Any] | None],
+    ) -> None:
+        """Send ``append_async``'s automated decisions to the server's commit process
+        (``explanations.committer``). ``hook`` is the ``on_stored`` it stands for: the commit
+        process opens the referral case ``case_of`` gives, in the same transaction."""
+        self._commit_process, self._remote_hook, self._case_of = client, hook, case_of
+
     async def append_async(
         self,
         *,
@@ -508,10 +528,25 @@ class DecisionStore:
     ) -> StoredDecision:
         """``append`` for a coroutine: the event loop goes on while the group is written.
 
-        The append is queued for the group-commit thread, which writes every queued append
-        (of coroutines and of ``append``'s threads alike) in the next transaction; this
+        With a commit process (``commit_through``) the record goes there, encoded: one
+        process writes the groups of every worker of the server. When it cannot be reached,
+        or answers anything but a decision or a conflict, the append is written here, as
+        without one: the key decides, so a decision it did commit is found and answered.
+
+        Otherwise the append is queued for the group-commit thread, which writes every queued
+        append (of coroutines and of ``append``'s threads alike) in the next transaction; this
         returns once that transaction has committed. No thread of the pool is held meanwhile.
         """
+        client = self._commit_process
+        if client is not None and (on_stored is None or on_stored == self._remote_hook):
+            case = None
+            if on_stored is not None and self._case_of is not None:
+                case = self._case_of(record.record)
+            encoded = Encoded.of(record, case)
+            if encoded is not None:
+                stored = await client.append(idempotency_key, request_sha256, encoded)
+                if stored is not None:
+                    return stored
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         item = _Pending(idempotency_key, request_sha256, None, record, on_stored, (loop, waiter))
@@ -524,6 +559,18 @@ class DecisionStore:
             self._committer.submit(self._drain)
         await waiter
         return item.outcome()
+
+    def write_group(self, items: Sequence[_Pending]) -> None:
+        """Write ``items`` in the next group(s) and return once each is settled: the commit
+        process's way in (``explanations.committer``)."""
+        with self._queue_lock:
+            self._queue.extend(items)
+        with self._leader:
+            while not all(item.done for item in items):
+                with self._queue_lock:
+                    batch = self._queue[: self.max_batch]
+                    del self._queue[: self.max_batch]
+                self._commit(batch)
 
     def _drain(self) -> None:
         """Write groups until the queue is empty (the group-commit thread's job)."""
@@ -600,7 +647,7 @@ class DecisionStore:
     ) -> None:
         sql = self._sql
         done: list[tuple[_Pending, StoredDecision | Exception]] = []
-        written: list[tuple[_Pending, AnyRecord, dict[str, Any]]] = []
+        written: list[tuple[_Pending, AnyRecord | Chained, dict[str, Any]]] = []
         nodes: DbNodes | None = None
         with self._cross_process_lock():
             try:
@@ -619,7 +666,7 @@ class DecisionStore:
                     keys = list({item.key for item in batch})
                     cursor.execute(sql.keys(len(keys)), tuple(keys))
                     existing = {row[1]: _Prior(*row) for row in cursor.fetchall()}
-                    fresh: dict[str, tuple[_Pending, AnyRecord, dict[str, Any]]] = {}
+                    fresh: dict[str, tuple[_Pending, AnyRecord | Chained, dict[str, Any]]] = {}
                     decision_rows: list[tuple[object, ...]] = []
                     record_rows: list[tuple[object, ...]] = []
                     for item in batch:
