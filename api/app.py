@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Annotated, Any, Literal
 
+import orjson
 import structlog
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -195,6 +196,18 @@ def _key_reused() -> JSONResponse:
         "该幂等键已用于另一份不同的申请",
         "this Idempotency-Key was already used with a different request body",
     )
+
+
+class _DecisionJSON(JSONResponse):
+    """A decision's answer: compact JSON as ``JSONResponse`` writes it, by orjson (~5× json's
+    speed; a float may be spelt otherwise, 1e16 for 1e+16), or by json for what orjson does
+    not write (ints beyond 64 bits)."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return orjson.dumps(content)
+        except TypeError:
+            return super().render(content)
 
 
 def build_context(settings: Settings, service: DecisionService | None = None) -> AppContext:
@@ -459,7 +472,7 @@ def create_app(
         except IdempotencyConflict:
             return _key_reused()
         structlog.contextvars.bind_contextvars(decision_id=stored.decision_id)
-        return JSONResponse(
+        return _DecisionJSON(
             _delivered(stored.response, stored.receipt),
             status_code=201,  # a retry gets the very same response; the header tells them apart
             headers={"Idempotent-Replayed": "true" if stored.replayed else "false"},

@@ -19,12 +19,14 @@ and a hex digest often holds long digit runs. Records of the standard library's 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
 
+import orjson
 import structlog
 
 from engine.privacy import mask_id_number, mask_name
@@ -139,6 +141,15 @@ class _Stderr:
 _STDERR = _Stderr()
 
 
+def _json_line(event: dict[str, Any], **kw: Any) -> str:
+    """A log line's JSON: orjson (UTF-8 as is, ~5× json's speed; a line per decision), or
+    json for what orjson does not write (ints beyond 64 bits)."""
+    try:
+        return orjson.dumps(event, default=kw.get("default")).decode("utf-8")
+    except TypeError:
+        return json.dumps(event, ensure_ascii=False, default=kw.get("default"))
+
+
 def _stderr_logger(*_args: Any) -> _Stderr:
     return _STDERR
 
@@ -157,7 +168,7 @@ def configure_logging(level: str = "INFO") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             mask_personal_data,
-            structlog.processors.JSONRenderer(ensure_ascii=False),
+            structlog.processors.JSONRenderer(serializer=_json_line),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=_stderr_logger,
