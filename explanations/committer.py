@@ -18,9 +18,12 @@ still serialised with it. A worker whose commit process is gone (or answers an e
 writes the append itself, and the idempotency key decides: a decision the commit process
 did commit before it died is found and answered, one it did not is written now.
 
-The wire: frames of a 4-byte big-endian length and a JSON object.
-- request ``{"i": n, "k": key, "s": request_sha256, ...Encoded.to_wire()}``
-- answer ``{"i": n, "d": decision_id, "r": response, "y": replayed, "t": receipt|null}``,
+The wire: frames of a 4-byte big-endian length and what it counts.
+- request: a 4-byte length of a JSON header ``{"i": n, "k": key, "s": request_sha256,
+  "n": [bytes of each part], ...Encoded.to_wire()}``, the header, then the record's three
+  text parts in UTF-8 as they are (JSON inside JSON would escape every quote of the record,
+  and unescape it again, at ~15 KB a record)
+- answer, a JSON object: ``{"i": n, "d": decision_id, "r": response, "y": replayed, "t": receipt|null}``,
   ``{"i": n, "e": "conflict"}`` (the key is stored with another body), or
   ``{"i": n, "x": message}`` (not written: the worker writes it itself).
 """
@@ -96,9 +99,13 @@ class CommitProcessClient:
         answer: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._pending[number] = answer
         message = record.to_wire()
+        parts = [part.encode("utf-8") for part in record.parts]
         message["i"], message["k"], message["s"] = number, key, request_sha256
+        message["n"] = [len(part) for part in parts]
+        header = orjson.dumps(message)
+        size = _LENGTH.size + len(header) + sum(message["n"])
         try:
-            writer.write(frame(message))
+            writer.write(b"".join((_LENGTH.pack(size), _LENGTH.pack(len(header)), header, *parts)))
             reply = await answer
         except (_Lost, OSError):
             return None
@@ -168,6 +175,10 @@ def _open_case(conn: sa.Connection, record: Chained) -> None:
         conn.execute(CASES.insert().values(**record.case))
 
 
+_Request = tuple[dict[str, Any], tuple[str, str, str]]
+"""A request's header and its record's three parts."""
+
+
 class _Peer:
     __slots__ = ("buffer", "sock")
 
@@ -175,18 +186,31 @@ class _Peer:
         self.sock = sock
         self.buffer = bytearray()
 
-    def frames(self) -> list[dict[str, Any]]:
-        """The complete requests received so far (``ValueError`` on a malformed frame)."""
+    def frames(self) -> list[tuple[dict[str, Any], tuple[str, str, str]]]:
+        """The complete requests received so far: each header and its record's parts
+        (``ValueError`` on a malformed frame)."""
         found = []
         buf = self.buffer
         while len(buf) >= _LENGTH.size:
             (size,) = _LENGTH.unpack_from(buf)
             if size > MAX_FRAME:
                 raise ValueError(f"frame of {size} bytes")
-            if len(buf) < _LENGTH.size + size:
+            end = _LENGTH.size + size
+            if len(buf) < end:
                 break
-            found.append(orjson.loads(bytes(buf[_LENGTH.size : _LENGTH.size + size])))
-            del buf[: _LENGTH.size + size]
+            frame_bytes = bytes(buf[_LENGTH.size : end])
+            del buf[:end]
+            (head,) = _LENGTH.unpack_from(frame_bytes)
+            at = _LENGTH.size + head
+            header = orjson.loads(frame_bytes[_LENGTH.size : at])
+            lengths = header.get("n") if isinstance(header, dict) else None
+            if not (isinstance(lengths, list) and len(lengths) == 3 and at + sum(lengths) == size):
+                raise ValueError("the parts do not add up to the frame")
+            texts = []
+            for length in lengths:
+                texts.append(frame_bytes[at : at + length].decode("utf-8"))
+                at += length
+            found.append((header, (texts[0], texts[1], texts[2])))
         return found
 
 
@@ -221,7 +245,7 @@ class CommitServer:
         """Until ``stop()`` (or ``alive()`` turns false: the server that started us is gone)."""
         try:
             while not self._stop:
-                requests: list[tuple[_Peer, dict[str, Any]]] = []
+                requests: list[tuple[_Peer, _Request]] = []
                 for key, _ in self._selector.select(timeout=1.0):
                     if key.data is None:
                         self._accept()
@@ -252,7 +276,7 @@ class CommitServer:
             self._selector.unregister(peer.sock)
         peer.sock.close()
 
-    def _receive(self, peer: _Peer, into: list[tuple[_Peer, dict[str, Any]]]) -> None:
+    def _receive(self, peer: _Peer, into: list[tuple[_Peer, _Request]]) -> None:
         try:
             data = peer.sock.recv(1 << 20)
         except OSError:
@@ -262,16 +286,16 @@ class CommitServer:
             return
         peer.buffer += data
         try:
-            into.extend((peer, message) for message in peer.frames())
-        except ValueError as exc:  # not our protocol: nothing of it is written
+            into.extend((peer, request) for request in peer.frames())
+        except (ValueError, TypeError) as exc:  # not our protocol: nothing of it is written
             log.warning("commit_request_malformed", error=str(exc)[:200])
             self._drop(peer)
 
-    def _write(self, requests: list[tuple[_Peer, dict[str, Any]]]) -> None:
+    def _write(self, requests: list[tuple[_Peer, _Request]]) -> None:
         items: list[tuple[_Peer, Any, _Pending]] = []
-        for peer, message in requests:
+        for peer, (message, parts) in requests:
             try:
-                record = Encoded.from_wire(message)
+                record = Encoded.from_wire(message, parts)
                 item = _Pending(
                     str(message["k"]),
                     str(message["s"]),

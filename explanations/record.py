@@ -798,7 +798,6 @@ class Encoded:
                 "due_on": case["due_on"].isoformat(),
             }
         return {
-            "p": self.parts,
             "q": self.seq_at,
             "f": [decision_id, application_id, service, version, outcome.value],
             "t": decided_at.isoformat(),
@@ -807,11 +806,9 @@ class Encoded:
         }
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> Encoded:
-        a, b, c = data["p"]
+    def from_wire(cls, data: dict[str, Any], parts: tuple[str, str, str]) -> Encoded:
+        a, b, c = parts
         seq_at = data["q"]
-        if not (isinstance(a, str) and isinstance(b, str) and isinstance(c, str)):
-            raise ValueError("parts must be text")
         if seq_at not in (1, 2):
             raise ValueError("seq goes in gap 1 or 2")
         decision_id, application_id, service, version, outcome = data["f"]

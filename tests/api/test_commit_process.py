@@ -25,11 +25,14 @@ from .conftest import free_port, wait_until_up
 
 
 def _commit_processes(server: subprocess.Popen[bytes]) -> list[psutil.Process]:
-    return [
-        p
-        for p in psutil.Process(server.pid).children(recursive=True)
-        if "api.commit_process" in " ".join(p.cmdline())
-    ]
+    found = []
+    for p in psutil.Process(server.pid).children(recursive=True):
+        try:
+            if "api.commit_process" in " ".join(p.cmdline()):
+                found.append(p)
+        except psutil.Error:  # gone meanwhile, or a zombie not yet reaped
+            continue
+    return found
 
 
 def _wait_for(condition: Any, what: str, seconds: float = 60) -> Any:
