@@ -64,6 +64,18 @@ def _requests(bodies: list[dict[str, Any]]) -> list[DecisionRequest]:
     return [DecisionRequest.model_validate(b) for b in bodies]
 
 
+def _unsealed(
+    service: DecisionService, bodies: list[dict[str, Any]], prefix: str
+) -> list[tuple[DecisionRequest, Unsealed]]:
+    """Each application decided and encoded, unstored, as decision ``<prefix>-<i>``."""
+    made = []
+    for i, request in enumerate(_requests(bodies)):
+        decided = service.decide_prepared(service.prepare(request))
+        record = service.build_record(decided, decision_id=f"{prefix}-{i}", seq=0, prev_hash="")
+        made.append((request, Unsealed(record)))
+    return made
+
+
 def test_concurrent_appends_share_transactions_and_every_one_is_stored_and_provable(
     db_url: str,
     make_service: Callable[[str | None], DecisionService],
@@ -165,11 +177,7 @@ def test_an_append_that_fails_takes_no_other_with_it(
     service = make_service(db_url)
     store = service.store
     assert store is not None
-    unsealed = []
-    for i, request in enumerate(_requests(bulk_bodies[:8])):
-        decided = service.decide_prepared(service.prepare(request))
-        record = service.build_record(decided, decision_id=f"d-{i}", seq=0, prev_hash="")
-        unsealed.append((request, Unsealed(record)))
+    unsealed = _unsealed(service, bulk_bodies[:8], "d")
 
     def hook(conn: sa.Connection, record: Any) -> None:
         if record.decision_id == "d-3":
@@ -224,15 +232,12 @@ def test_appends_queued_while_a_group_waits_for_the_chains_lock_join_that_group(
     service = make_service(db_url)
     store = service.store
     assert store is not None
-    unsealed = []
-    for i, request in enumerate(_requests(bulk_bodies[:8])):
-        decided = service.decide_prepared(service.prepare(request))
-        record = service.build_record(decided, decision_id=f"q-{i}", seq=0, prev_hash="")
-        unsealed.append((request_sha256(request.model_dump(mode="json")), Unsealed(record)))
+    unsealed = _unsealed(service, bulk_bodies[:8], "q")
     outcome: dict[int, Any] = {}
 
     def worker(i: int) -> None:
-        digest, record = unsealed[i]
+        request, record = unsealed[i]
+        digest = request_sha256(request.model_dump(mode="json"))
         outcome[i] = store.append(idempotency_key=f"q-{i}", request_sha256=digest, record=record)
 
     other = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
