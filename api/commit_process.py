@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -93,9 +94,7 @@ class CommitProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        with_socket = Path(self.path)
-        with_socket.unlink(missing_ok=True)
-        Path(self.folder).rmdir()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

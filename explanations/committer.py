@@ -161,13 +161,6 @@ class CommitProcessClient:
                 if not waiting.done():
                     waiting.set_exception(_Lost())
 
-    async def aclose(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        if self._reader is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
-
 
 def _open_case(conn: sa.Connection, record: Chained) -> None:
     """The commit process's ``on_stored``: the referral case the worker wrote down."""

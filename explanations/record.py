@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -542,7 +543,7 @@ class Unsealed:
     ``canonical_json`` of the whole record (one canonical encoding, whoever seals).
     """
 
-    __slots__ = ("_prev_at", "_seq_at", "parts", "record", "response")
+    __slots__ = ("_seq_at", "parts", "record", "response")
 
     _SEQ = -918_273_645_546_372_819
     _PREV = "\u0000prev_hash\u0000"
@@ -560,10 +561,10 @@ class Unsealed:
             head, tail = text.split(seq_mark)
             if prev_mark in head:
                 a, b = head.split(prev_mark)
-                self.parts, self._prev_at, self._seq_at = (a, b, tail), 1, 2
+                self.parts, self._seq_at = (a, b, tail), 2
             else:
                 b, c = tail.split(prev_mark)
-                self.parts, self._seq_at, self._prev_at = (head, b, c), 1, 2
+                self.parts, self._seq_at = (head, b, c), 1
         self.response: dict[str, Any] | None = (
             _response_of_dump(data) if isinstance(record, ExplanationRecordV1) else None
         )
@@ -700,75 +701,41 @@ def decision_response(record: ExplanationRecordV1) -> dict[str, Any]:
     return _response_of_dump(data, record.record_hash)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Chained:
     """What the store reads off a sealed record to write its rows: an automated decision's
     fields as the commit process has them (``Encoded.seal``), without the record's model.
 
     ``case`` is the referral case the decision opens (a row of ``review_cases``), if any."""
 
-    __slots__ = (
-        "application_id",
-        "case",
-        "decided_at",
-        "decision_id",
-        "outcome",
-        "prev_hash",
-        "record_hash",
-        "ruleset_version",
-        "seq",
-        "service",
-    )
-
-    def __init__(
-        self,
-        *,
-        seq: int,
-        prev_hash: str,
-        record_hash: str,
-        decision_id: str,
-        application_id: str,
-        service: str,
-        ruleset_version: str,
-        outcome: Outcome,
-        decided_at: dt.datetime,
-        case: dict[str, Any] | None,
-    ) -> None:
-        self.seq = seq
-        self.prev_hash = prev_hash
-        self.record_hash = record_hash
-        self.decision_id = decision_id
-        self.application_id = application_id
-        self.service = service
-        self.ruleset_version = ruleset_version
-        self.outcome = outcome
-        self.decided_at = decided_at
-        self.case = case
+    seq: int
+    prev_hash: str
+    record_hash: str
+    decision_id: str
+    application_id: str
+    service: str
+    ruleset_version: str
+    outcome: Outcome
+    decided_at: dt.datetime
+    case: dict[str, Any] | None
 
 
+@dataclass(frozen=True, slots=True)
 class Encoded:
     """An automated decision's record as a worker sends it to the commit process: the text
     ``Unsealed`` encoded, the fields of its rows, and its response but for ``record_hash``.
 
     ``seal`` assembles the text exactly as ``Unsealed.seal`` does (``join_parts``), so the
     chain holds the same bytes whichever process sealed them. ``to_wire``/``from_wire`` are
-    the JSON the two exchange (``explanations.committer``).
+    what the two exchange besides ``parts``, which travel as raw text
+    (``explanations.committer``).
     """
 
-    __slots__ = ("case", "fields", "parts", "response", "seq_at")
-
-    def __init__(
-        self,
-        parts: tuple[str, str, str],
-        seq_at: int,
-        fields: tuple[str, str, str, str, Outcome, dt.datetime],
-        response: dict[str, Any],
-        case: dict[str, Any] | None,
-    ) -> None:
-        self.parts = parts
-        self.seq_at = seq_at
-        self.fields = fields
-        self.response = response
-        self.case = case
+    parts: tuple[str, str, str]
+    seq_at: int
+    fields: tuple[str, str, str, str, Outcome, dt.datetime]
+    response: dict[str, Any]
+    case: dict[str, Any] | None
 
     @classmethod
     def of(cls, unsealed: Unsealed, case: dict[str, Any] | None) -> Encoded | None:

@@ -496,14 +496,7 @@ class DecisionStore:
         """
         assert (build is None) != (record is None), "give build or record"
         item = _Pending(idempotency_key, request_sha256, build, record, on_stored)
-        with self._queue_lock:
-            self._queue.append(item)
-        with self._leader:
-            while not item.done:
-                with self._queue_lock:
-                    batch = self._queue[: self.max_batch]
-                    del self._queue[: self.max_batch]
-                self._commit(batch)
+        self.write_group([item])
         return item.outcome()
 
     def commit_through(
@@ -561,8 +554,9 @@ class DecisionStore:
         return item.outcome()
 
     def write_group(self, items: Sequence[_Pending]) -> None:
-        """Write ``items`` in the next group(s) and return once each is settled: the commit
-        process's way in (``explanations.committer``)."""
+        """Write ``items`` in the next group(s) and return once each is settled (``append``'s
+        and the commit process's way in): the thread that gets ``_leader`` writes whatever is
+        queued, its own and others', until its items are done."""
         with self._queue_lock:
             self._queue.extend(items)
         with self._leader:
