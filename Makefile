@@ -78,6 +78,13 @@ bench-wrk: setup
 	scripts/ensure-wrk.sh
 	@test -f var/bench/applications.jsonl || $(BIN)/miaopi demo generate --out var/bench > /dev/null
 	$(BIN)/python scripts/bench_wrk.py --data-dir var/bench --seconds $${SECONDS_PER_RUN:-10} --rss-seconds $${RSS_SECONDS:-0}
+## The same measurement of an earlier commit on this machine (default fb91dd9: main when the
+## speed target was set), beside which bench-wrk's figures read as a ratio. The first run makes
+## a worktree, a venv pinned to our library versions and its demo data in var/baseline/ (~1 min).
+.PHONY: bench-baseline
+bench-baseline: setup
+	scripts/ensure-wrk.sh
+	$(BIN)/python scripts/bench_baseline.py --seconds $${SECONDS_PER_RUN:-10} $${REF:+--ref $$REF}
 ## Where a decision's server CPU goes: py-spy samples `miaopi serve` (the thread holding the GIL)
 ## while wrk posts decisions at 8 connections for SECONDS_PER_RUN (default 20); prints the share
 ## by stage and the functions with the most samples (scripts/profile_http.py; needs ptrace).
