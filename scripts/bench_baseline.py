@@ -28,12 +28,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import IO
-
-import httpx
-import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -93,32 +89,17 @@ def old_server(
     port = bench_wrk.free_port()
     log_path = work / "baseline-server.log"
     log = log_path.open("wb")
-    argv = [
-        str(tree / ".venv" / "bin" / "miaopi"),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(tree / "var" / "bench"),
-        "--workers",
-        str(workers),
-    ]
+    argv = bench_wrk.serve_argv(
+        tree / ".venv" / "bin" / "miaopi", port, tree / "var" / "bench", workers
+    )
     server = subprocess.Popen(argv, env=env, cwd=tree, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return server, base, log
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
-            raise SystemExit(f"bench-baseline: the old server did not start:\n{tail}")
-        time.sleep(0.2)
+    try:  # the old server has no /livez
+        bench_wrk.wait_ready(server, f"{base}/healthz", log_path, "bench-baseline")
+    except SystemExit:
+        bench_wrk.stop(server, log)
+        raise
+    return server, base, log
 
 
 def main() -> int:
@@ -144,7 +125,7 @@ def main() -> int:
         f"baseline {args.ref}, workers {args.workers}, {args.seconds} s per run, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
-    label = f"base {args.ref[:7]}"
+    label = "baseline"
     with tempfile.TemporaryDirectory(prefix="miaopi-baseline-") as tmp:
         work = Path(tmp)
         bench_wrk.prepare(work, tree / "var" / "bench")
@@ -157,26 +138,12 @@ def main() -> int:
             for c in args.connections:
                 cpu0 = bench_wrk.server_cpu(server.pid)
                 r = bench_wrk.wrk(base + "/v1/decisions", c, args.seconds, script, wrk_env)
-                per = (bench_wrk.server_cpu(server.pid) - cpu0) / max(r["requests"], 1) * 1000
-                print(
-                    f"{label:<12} decide c={c:<3} {r['rps']:>8,.0f} dec/s  "
-                    f"p50 {r.get('p50', 0):6.2f} ms  p90 {r.get('p90', 0):6.2f} ms  "
-                    f"p99 {r.get('p99', 0):7.2f} ms  non-2xx {int(r['non2xx'])}  "
-                    f"server CPU {per:.2f} ms/decision",
-                    flush=True,
-                )
+                cpu = bench_wrk.server_cpu(server.pid) - cpu0
+                print(bench_wrk.decide_line(label, c, r, cpu), flush=True)
         finally:
-            server.terminate()
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-            log.close()
-        engine = sa.create_engine(f"sqlite:///{work / 'bench.db'}")
-        with engine.connect() as conn:
-            stored = conn.exec_driver_sql("SELECT count(*) FROM decisions").scalar_one()
-        engine.dispose()
-        print(f"{label:<12} stored {stored:,} decisions in the database", flush=True)
+            bench_wrk.stop(server, log)
+        stored = bench_wrk.stored_decisions(f"sqlite:///{work / 'bench.db'}")
+        print(f"{label:<10} stored   {stored:,} decisions in the database", flush=True)
     return 0
 
 

@@ -33,6 +33,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import psutil
@@ -129,7 +130,9 @@ def server_rss(pid: int) -> float:
     """Resident memory (MiB) of the server process and its workers."""
     try:
         proc = psutil.Process(pid)
-        return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
+        return (
+            float(sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])) / 2**20
+        )
     except psutil.NoSuchProcess:
         return 0.0
 
@@ -201,33 +204,11 @@ def running_server(
     key = next(t for t in made.split() if t.startswith("mpk_"))
     port = free_port()
     log = (work / f"{label}-server.log").open("wb")
-    argv = [
-        str(BIN / "miaopi"),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(args.data_dir),
-        "--workers",
-        str(args.workers),
-    ]
+    argv = serve_argv(BIN / "miaopi", port, args.data_dir, args.workers)
     server = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/livez", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(
-                    f"bench-wrk: server did not start; see {work / f'{label}-server.log'}"
-                )
-            time.sleep(0.2)
+        wait_ready(server, f"{base}/livez", work / f"{label}-server.log", "bench-wrk")
         wrk_env = {
             **os.environ,
             "BENCH_KEY": key,
@@ -235,12 +216,65 @@ def running_server(
         }
         yield base, server.pid, wrk_env
     finally:
-        server.terminate()
+        stop(server, log)
+
+
+def serve_argv(miaopi: Path, port: int, data_dir: Path, workers: int) -> list[str]:
+    """``miaopi serve`` on loopback ``port`` with the registries of ``data_dir``."""
+    return [
+        str(miaopi),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--workers",
+        str(workers),
+    ]
+
+
+def wait_ready(server: subprocess.Popen[bytes], url: str, log_path: Path, who: str) -> None:
+    """Until ``url`` answers 200; ``SystemExit`` naming the log if the server dies or 60 s pass."""
+    deadline = time.monotonic() + 60
+    while True:
         try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{who}: server did not start; see {log_path}")
+        time.sleep(0.2)
+
+
+def stop(server: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+    """Stop a server started for a run (SIGTERM, then SIGKILL after 20 s) and close its log."""
+    server.terminate()
+    try:
+        server.wait(20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+
+
+def stored_decisions(database_url: str) -> int:
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT count(*) FROM decisions").scalar_one()
+    engine.dispose()
+    return int(stored)
+
+
+def decide_line(label: str, c: int, r: dict[str, float], cpu_s: float) -> str:
+    """One ``decide`` line: decisions/s, latency percentiles, non-2xx, server CPU a decision."""
+    per = cpu_s / r["requests"] * 1000 if r["requests"] else 0.0
+    return (
+        f"{label:<10} decide   c={c:<3} {r['rps']:>8,.0f} dec/s  p50 {r.get('p50', 0):6.2f} ms  "
+        f"p90 {r.get('p90', 0):6.2f} ms  p99 {r.get('p99', 0):6.2f} ms  "
+        f"non-2xx {int(r['non2xx'])}  server CPU {per:.2f} ms/decision"
+    )
 
 
 def prepare(work: Path, data_dir: Path) -> None:
@@ -267,19 +301,11 @@ def run_database(label: str, database_url: str, args: argparse.Namespace, work: 
         for c in args.connections:
             cpu0 = server_cpu(pid)
             r = wrk(base + "/v1/decisions", c, args.seconds, script, wrk_env)
-            cpu = server_cpu(pid) - cpu0
-            per = cpu / r["requests"] * 1000 if r["requests"] else 0.0
-            lines.append(
-                f"{label:<10} decide   c={c:<3} {r['rps']:>8,.0f} dec/s  p50 {r.get('p50', 0):6.2f} ms  p90 {r.get('p90', 0):6.2f} ms  p99 {r.get('p99', 0):6.2f} ms  "
-                f"non-2xx {int(r['non2xx'])}  server CPU {per:.2f} ms/decision"
-            )
+            lines.append(decide_line(label, c, r, server_cpu(pid) - cpu0))
             print(lines[-1], flush=True)
         if args.rss_seconds:
             lines.extend(rss_run(label, base, pid, script, wrk_env, args.rss_seconds))
-    engine = sa.create_engine(database_url)
-    with engine.connect() as conn:
-        stored = conn.exec_driver_sql("SELECT count(*) FROM decisions").scalar_one()
-    engine.dispose()
+    stored = stored_decisions(database_url)
     lines.append(f"{label:<10} stored   {stored:,} decisions in the database")
     print(lines[-1], flush=True)
     return lines
