@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # The ruleset loader's YAML reader: refuses duplicate keys and locates every node, so a guide's
 # problems name the file, line and column the way a ruleset's do.
-from engine._yaml import load_located, validation_errors
+from engine._yaml import FastSafeLoader, load_located, validation_errors
 from engine.errors import RulesetError
 from engine.model import Text
 
@@ -115,7 +115,7 @@ def _ruleset_authorities(service_dir: Path) -> set[str]:
     names: set[str] = set()
     for path in sorted(service_dir.glob("*.yaml")):
         try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            doc = yaml.load(path.read_text(encoding="utf-8"), Loader=FastSafeLoader)
         except (OSError, yaml.YAMLError):
             continue
         authority = doc.get("authority") if isinstance(doc, dict) else None
