@@ -23,10 +23,14 @@ run: setup
 	$(BIN)/miaopi serve --demo --data-dir $(DATA) --host 127.0.0.1 --port 8000
 
 ## Set up and run the whole test suite, including the 16,000-request HTTP test and the
-## headless-Chromium page tests (~5 min). PostgreSQL tests need 127.0.0.1:5432 (trust auth,
-## database `test`); Debian's chromium and chromium-driver are installed when missing.
+## headless-Chromium page tests (~7 min; 12–15 on a slow 2-core machine). Our modules are
+## byte-compiled first: the suite starts many servers, and with PYTHONDONTWRITEBYTECODE set
+## every process of each compiled every module again. PostgreSQL tests need 127.0.0.1:5432
+## (trust auth, database `test`); Debian's chromium and chromium-driver are installed when
+## missing.
 test: setup
 	scripts/ensure-browser.sh
+	$(BIN)/python -m compileall -q engine api explanations adapters
 	MIAOPI_RUN_SLOW=1 $(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 ## The suite without the slow real-HTTP load test (~40 s).

@@ -111,16 +111,22 @@ class ServiceGuide(_Strict):
 
 def _ruleset_authorities(service_dir: Path) -> set[str]:
     """The ``authority.zh`` of every ruleset version in the folder (unreadable files skipped:
-    the ruleset catalogue reports those)."""
+    the ruleset catalogue reports those). Composed, not constructed: the one string is read
+    off the node tree (constructing the whole document cost each worker ~0.3 s at start)."""
     names: set[str] = set()
     for path in sorted(service_dir.glob("*.yaml")):
         try:
-            doc = yaml.load(path.read_text(encoding="utf-8"), Loader=FastSafeLoader)
+            node = yaml.compose(path.read_text(encoding="utf-8"), Loader=FastSafeLoader)
         except (OSError, yaml.YAMLError):
             continue
-        authority = doc.get("authority") if isinstance(doc, dict) else None
-        if isinstance(authority, dict) and isinstance(authority.get("zh"), str):
-            names.add(authority["zh"])
+        for key in ("authority", "zh"):
+            if not isinstance(node, yaml.MappingNode):
+                node = None
+                break
+            # the last of a repeated key, as a constructed mapping keeps it
+            node = next((v for k, v in reversed(node.value) if k.value == key), None)
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str":
+            names.add(node.value)
     return names
 
 

@@ -10,7 +10,14 @@ import yaml
 
 from engine import RulesetCatalog
 from engine.catalog import ruleset_files
-from explanations.guide import GUIDE_FILE, GuideError, ServiceGuide, load_guide, load_guides
+from explanations.guide import (
+    GUIDE_FILE,
+    GuideError,
+    ServiceGuide,
+    _ruleset_authorities,
+    load_guide,
+    load_guides,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -189,3 +196,24 @@ def test_a_broken_guide_is_reported_with_file_and_line_never_raised(
         load_guide(broken)
     assert str(broken / GUIDE_FILE) == raised.value.file
     assert list(raised.value.problems) == problems
+
+
+@pytest.mark.parametrize(
+    ("ruleset", "authorities"),
+    [
+        (RULESET_STUB, {"示例市民政局"}),
+        ("authority:\n  zh: 甲局\n  en: A\n", {"甲局"}),
+        ("authority:\n  zh: 甲局\nauthority:\n  zh: 乙局\n", {"乙局"}),  # the last, as loaded
+        ("authority:\n  zh: 123\n", set()),  # not text
+        ("authority:\n  zh: !!str 123\n", {"123"}),
+        ("authority:\n  zh: ~\n", set()),
+        ("authority: 甲局\n", set()),
+        ("- authority\n", set()),
+        ("authority: {zh: [甲局\n", set()),  # not YAML: the ruleset catalogue reports it
+    ],
+)
+def test_the_authorities_a_guide_is_checked_against_are_read_as_the_rulesets_load(
+    tmp_path: Path, ruleset: str, authorities: set[str]
+) -> None:
+    (tmp_path / "2024.yaml").write_text(ruleset, encoding="utf-8")
+    assert authorities == _ruleset_authorities(tmp_path)
