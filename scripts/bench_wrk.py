@@ -114,16 +114,22 @@ def wrk(
 
 
 def server_cpu(pid: int) -> float:
-    """CPU seconds of the server process and its workers."""
+    """CPU seconds of the server process and its workers, those that have exited included
+    (the parent's ``children_*`` times: a worker that ended mid-run would otherwise take its
+    seconds away from the sum)."""
     try:
         proc = psutil.Process(pid)
-        total = 0.0
-        for p in [proc, *proc.children(recursive=True)]:
-            t = p.cpu_times()
-            total += t.user + t.system
-        return total
+        family = [proc, *proc.children(recursive=True)]
     except psutil.NoSuchProcess:
         return 0.0
+    total = 0.0
+    for p in family:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:  # gone (or a zombie) since listed: its parent has it
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
 
 
 def server_rss(pid: int) -> float:
