@@ -179,7 +179,7 @@ class _Peer:
         self.sock = sock
         self.buffer = bytearray()
 
-    def frames(self) -> list[tuple[dict[str, Any], tuple[str, str, str]]]:
+    def frames(self) -> list[_Request]:
         """The complete requests received so far: each header and its record's parts
         (``ValueError`` on a malformed frame)."""
         found = []
