@@ -168,7 +168,7 @@ class EvidenceItem(BaseModel):
     ``TIMEOUT``, ``MALFORMED``, ``CIRCUIT_OPEN``, ``QUOTA_EXHAUSTED``, ``SKIPPED`` (version 3)."""
     elapsed_ms: float | None = None
     """How long the source took to answer (or to fail) for this decision."""
-    ages: dict[str, int | None] = {}
+    ages: dict[str, int | None] = Field(default_factory=dict)
     """Fields the catalogue records as an age (``record: age``): the whole years (周岁) on the
     application date instead of the value, which is not in ``values`` (version 4)."""
     source_name_zh: str | None = None
