@@ -353,3 +353,20 @@ def test_the_fast_canonical_encoding_is_the_canonical_encoding(data: object) -> 
     the orjson path writes exactly ``canonical_json``'s text: what ``verify_receipt`` and
     external verifiers recompute."""
     assert canonical_json(data) == canonical_json_of_dump(data)
+
+
+def test_the_fast_canonical_encoding_spells_every_float_exponent_as_json_does() -> None:
+    """Every decimal exponent a double has, with several mantissas and both signs, alone and
+    as the last item of a list and an object: orjson's shortcut is taken only where its
+    spelling is json's (``0.00001`` and ``1.5e-7`` are the forms where they part)."""
+    floats = [
+        sign * float(f"{mantissa}e{exponent}")
+        for exponent in range(-323, 309)
+        for mantissa in ("1", "1.5", "2.5", "5", "7.1", "9.999999", "1.2345678901234567")
+        for sign in (1, -1)
+        if abs(float(f"{mantissa}e{exponent}")) != float("inf")
+    ]
+    assert len(floats) > 8000
+    for x in floats:
+        for data in (x, [x], {"k": x}, [x, "1e-7"], {"a": [x], "b": "e-1"}):
+            assert canonical_json(data) == canonical_json_of_dump(data), repr(x)
