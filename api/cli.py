@@ -290,7 +290,7 @@ def serve(
             host=host,
             port=port,
             workers=workers,
-            http="api.http_protocol:CoalescingHttpToolsProtocol",  # one write per answer
+            http="httptools",
             loop="uvloop",
             log_level="warning",
             access_log=False,
