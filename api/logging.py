@@ -35,6 +35,9 @@ __all__ = ["PersonalDataFilter", "configure_logging", "mask_personal_data", "mas
 
 _DIGITS = re.compile(r"[0-9]+[Xx]?")
 _MOBILE = re.compile(r"1[3-9][0-9]{9}")
+_ELEVEN = re.compile(r"[0-9]{11}")
+"""The shortest run ``_mask_run`` changes: text without one is returned as it is (a search in
+C, ~10× cheaper than calling back for every number of a log line: ids, dates, counts)."""
 _NAME_KEYS = {"name", "applicant_name", "holder_name"}
 _SERVICE_MADE = {
     "decision_id",
@@ -60,6 +63,8 @@ def _mask_run(m: re.Match[str]) -> str:
 
 def mask_text(text: str) -> str:
     """``text`` with every ID number and mobile number in it masked (see the module doc)."""
+    if _ELEVEN.search(text) is None:
+        return text
     return _DIGITS.sub(_mask_run, text)
 
 
