@@ -89,6 +89,14 @@ bench-wrk: setup
 bench-baseline: setup
 	scripts/ensure-wrk.sh
 	$(BIN)/python scripts/bench_baseline.py --seconds $${SECONDS_PER_RUN:-10} $${REF:+--ref $$REF}
+## This checkout (working tree) against REF, a commit of this generation (e.g. REF=HEAD~1):
+## ROUNDS (default 4) pairs of bench-wrk runs at c=8 on SQLite, interleaved A B, B A … so the
+## machine's drift falls on both; prints each run, each side's median and each pair's ratio.
+.PHONY: bench-ab
+bench-ab: setup
+	scripts/ensure-wrk.sh
+	@test -f var/bench/applications.jsonl || $(BIN)/miaopi demo generate --out var/bench > /dev/null
+	$(BIN)/python scripts/bench_ab.py --ref $${REF:?set REF to a commit, e.g. REF=HEAD~1} --rounds $${ROUNDS:-4} --seconds $${SECONDS_PER_RUN:-10}
 ## Where a decision's server CPU goes: py-spy samples `miaopi serve` (the thread holding the GIL)
 ## while wrk posts decisions at 8 connections for SECONDS_PER_RUN (default 20); prints the share
 ## by stage and the functions with the most samples (scripts/profile_http.py; needs ptrace).

@@ -184,11 +184,17 @@ def fresh_postgres(url: str) -> str | None:
 
 @contextlib.contextmanager
 def running_server(
-    label: str, database_url: str, args: argparse.Namespace, work: Path
+    label: str, database_url: str, args: argparse.Namespace, work: Path, code: Path | None = None
 ) -> Iterator[tuple[str, int, dict[str, str]]]:
     """``miaopi serve`` on ``database_url`` with fresh secrets and a platform key: its base URL,
-    its pid and the environment wrk needs (``decide.lua`` and ``bodies.jsonl`` in ``work``)."""
+    its pid and the environment wrk needs (``decide.lua`` and ``bodies.jsonl`` in ``work``).
+
+    ``code``: another checkout whose modules the server runs, with this venv's libraries (its
+    folder first on ``PYTHONPATH`` for ``miaopi`` itself, and the working directory of every
+    process, since the workers and the commit process put theirs first on ``sys.path``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIAOPI_")}
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(code), *filter(None, [env.get("PYTHONPATH")])])
     env["MIAOPI_PSEUDONYM_KEY"] = secrets.token_urlsafe(32)
     env["DATABASE_URL"] = database_url
     env["MIAOPI_SECRETS_DIR"] = str(work / "secrets")
@@ -196,6 +202,7 @@ def running_server(
     subprocess.run(
         [str(BIN / "miaopi"), "keys", "signing-key", "--out", str(work / "signing.key")],
         env=env,
+        cwd=code,
         check=True,
         capture_output=True,
     ) if not (work / "signing.key").exists() else None
@@ -203,6 +210,7 @@ def running_server(
     made = subprocess.run(
         [str(BIN / "miaopi"), "keys", "create", "--role", "platform", "--label", "bench"],
         env=env,
+        cwd=code,
         check=True,
         capture_output=True,
         text=True,
@@ -211,7 +219,7 @@ def running_server(
     port = free_port()
     log = (work / f"{label}-server.log").open("wb")
     argv = serve_argv(BIN / "miaopi", port, args.data_dir, args.workers)
-    server = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(argv, env=env, cwd=code, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(server, f"{base}/livez", work / f"{label}-server.log", "bench-wrk")
