@@ -281,9 +281,14 @@ def stored_decisions(database_url: str) -> int:
     return int(stored)
 
 
+def cpu_ms_per_decision(r: dict[str, float], cpu_s: float) -> float:
+    """The server's CPU milliseconds a request of wrk's run ``r`` (``cpu_s`` in all)."""
+    return cpu_s / r["requests"] * 1000 if r["requests"] else 0.0
+
+
 def decide_line(label: str, c: int, r: dict[str, float], cpu_s: float) -> str:
     """One ``decide`` line: decisions/s, latency percentiles, non-2xx, server CPU a decision."""
-    per = cpu_s / r["requests"] * 1000 if r["requests"] else 0.0
+    per = cpu_ms_per_decision(r, cpu_s)
     return (
         f"{label:<10} decide   c={c:<3} {r['rps']:>8,.0f} dec/s  p50 {r.get('p50', 0):6.2f} ms  "
         f"p90 {r.get('p90', 0):6.2f} ms  p99 {r.get('p99', 0):6.2f} ms  "
