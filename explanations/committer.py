@@ -21,8 +21,9 @@ did commit before it died is found and answered, one it did not is written now.
 The wire: frames of a 4-byte big-endian length and what it counts.
 - request: a 4-byte length of a JSON header ``{"i": n, "k": key, "s": request_sha256,
   "n": [bytes of each part], ...Encoded.to_wire()}``, the header, then the record's three
-  text parts in UTF-8 as they are (JSON inside JSON would escape every quote of the record,
-  and unescape it again, at ~15 KB a record)
+  parts in UTF-8 as orjson wrote them (JSON inside JSON would escape every quote of the
+  record, and unescape it again, at ~15 KB a record); the commit process joins and hashes
+  them as bytes and decodes the whole once, for the database
 - answer, a JSON object: ``{"i": n, "d": decision_id, "r": response, "y": replayed, "t": receipt|null}``,
   ``{"i": n, "e": "conflict"}`` (the key is stored with another body), or
   ``{"i": n, "x": message}`` (not written: the worker writes it itself).
@@ -99,7 +100,7 @@ class CommitProcessClient:
         answer: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._pending[number] = answer
         message = record.to_wire()
-        parts = [part.encode("utf-8") for part in record.parts]
+        parts = record.parts
         message["i"], message["k"], message["s"] = number, key, request_sha256
         message["n"] = [len(part) for part in parts]
         header = orjson.dumps(message)
@@ -163,12 +164,15 @@ class CommitProcessClient:
 
 
 def _open_case(conn: sa.Connection, record: Chained) -> None:
-    """The commit process's ``on_stored``: the referral case the worker wrote down."""
+    """The commit process's ``on_stored``: the referral case the worker wrote down.
+
+    The case goes as parameters of the one ``INSERT`` SQLAlchemy compiles once and caches;
+    ``insert().values(**case)`` made a new statement for every referral (~0.3 ms more)."""
     if record.case is not None:
-        conn.execute(CASES.insert().values(**record.case))
+        conn.execute(CASES.insert(), record.case)
 
 
-_Request = tuple[dict[str, Any], tuple[str, str, str]]
+_Request = tuple[dict[str, Any], tuple[bytes, bytes, bytes]]
 """A request's header and its record's three parts."""
 
 
@@ -200,8 +204,8 @@ class _Peer:
             if not (isinstance(lengths, list) and len(lengths) == 3 and at + sum(lengths) == size):
                 raise ValueError("the parts do not add up to the frame")
             texts = []
-            for length in lengths:
-                texts.append(frame_bytes[at : at + length].decode("utf-8"))
+            for length in lengths:  # UTF-8 as sent: decoded once, joined, when sealed
+                texts.append(frame_bytes[at : at + length])
                 at += length
             found.append((header, (texts[0], texts[1], texts[2])))
         return found

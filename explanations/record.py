@@ -84,8 +84,9 @@ def _numbers_may_differ(text: bytes) -> bool:
     return False
 
 
-def canonical_json_of_dump(data: object) -> str:
-    """``canonical_json`` of what ``model_dump(mode="json")`` returns, several times faster.
+def canonical_json_bytes_of_dump(data: object) -> bytes:
+    """``canonical_json`` of what ``model_dump(mode="json")`` returns, in UTF-8, several
+    times faster.
 
     orjson writes the same text as ``canonical_json`` for such data (keys sorted by code
     point, the same escapes, no NaN: pydantic's JSON mode writes it as null), except ints
@@ -95,10 +96,15 @@ def canonical_json_of_dump(data: object) -> str:
     try:
         raw = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # an int beyond 64 bits, or a type orjson does not write
-        return canonical_json(data)
+        return canonical_json(data).encode("utf-8")
     if _numbers_may_differ(raw):
-        return canonical_json(data)
-    return raw.decode("utf-8")
+        return canonical_json(data).encode("utf-8")
+    return raw
+
+
+def canonical_json_of_dump(data: object) -> str:
+    """``canonical_json_bytes_of_dump`` as text."""
+    return canonical_json_bytes_of_dump(data).decode("utf-8")
 
 
 def text_hash(text: str) -> str:
@@ -532,12 +538,22 @@ class HumanDecisionRecord(BaseModel):
 AnyRecord = ExplanationRecordV1 | HumanDecisionRecord
 
 
-def join_parts(parts: tuple[str, str, str], seq_at: int, seq: int, prev_hash: str) -> str:
-    """An unsealed record's text with ``seq`` and ``prev_hash`` put in (``Unsealed.parts``):
-    the one way the chain's text is assembled, in the worker or in the commit process."""
-    pieces = {seq_at: f'"seq":{int(seq)}', 3 - seq_at: f'"prev_hash":{canonical_json(prev_hash)}'}
+def join_parts(parts: tuple[bytes, bytes, bytes], seq_at: int, seq: int, prev_hash: str) -> bytes:
+    """An unsealed record's UTF-8 text with ``seq`` and ``prev_hash`` put in
+    (``Unsealed.parts``): the one way the chain's text is assembled, in the worker or in the
+    commit process. Bytes, as orjson wrote them: the hash is taken over them as they are, and
+    only the database needs them as text (one decode, ``sealed_text``)."""
+    pieces = {
+        seq_at: b'"seq":%d' % int(seq),
+        3 - seq_at: b'"prev_hash":' + canonical_json(prev_hash).encode("utf-8"),
+    }
     a, b, c = parts
-    return a + pieces[1] + b + pieces[2] + c
+    return b"".join((a, pieces[1], b, pieces[2], c))
+
+
+def sealed_text(body: bytes) -> tuple[str, str]:
+    """A joined record's text and its ``record_hash`` (``text_hash`` of that text)."""
+    return body.decode("utf-8"), "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 class Unsealed:
@@ -557,13 +573,17 @@ class Unsealed:
         self.record = record
         data = record.model_dump(mode="json", exclude={"record_hash"})
         data["seq"], data["prev_hash"] = self._SEQ, self._PREV
-        text = canonical_json_of_dump(data)
-        seq_mark, prev_mark = f'"seq":{self._SEQ}', f'"prev_hash":{canonical_json(self._PREV)}'
-        if text.count(seq_mark) != 1 or text.count(prev_mark) != 1:
+        # UTF-8 bytes throughout: the markers are ASCII, bytes are searched and split at
+        # memory speed, and the parts travel to the commit process without a decode here and
+        # an encode there (~25 µs a record of mostly Chinese text).
+        raw = canonical_json_bytes_of_dump(data)
+        seq_mark = b'"seq":%d' % self._SEQ
+        prev_mark = b'"prev_hash":' + canonical_json(self._PREV).encode("utf-8")
+        if raw.count(seq_mark) != 1 or raw.count(prev_mark) != 1:
             # The markers also stand somewhere in the content: seal the whole record then.
-            self.parts: tuple[str, str, str] | None = None
+            self.parts: tuple[bytes, bytes, bytes] | None = None
         else:
-            head, tail = text.split(seq_mark)
+            head, tail = raw.split(seq_mark)
             if prev_mark in head:
                 a, b = head.split(prev_mark)
                 self.parts, self._seq_at = (a, b, tail), 2
@@ -578,7 +598,7 @@ class Unsealed:
     def text_at(self, seq: int, prev_hash: str) -> str:
         """The record's canonical text at ``seq`` after ``prev_hash`` (``parts`` is set)."""
         assert self.parts is not None
-        return join_parts(self.parts, self._seq_at, seq, prev_hash)
+        return join_parts(self.parts, self._seq_at, seq, prev_hash).decode("utf-8")
 
     @property
     def seq_at(self) -> int:
@@ -592,9 +612,10 @@ class Unsealed:
                 update={"seq": seq, "prev_hash": prev_hash}
             ).sealed()
         else:
-            body = self.text_at(seq, prev_hash)
+            assert self.parts is not None
+            body, record_hash = sealed_text(join_parts(self.parts, self._seq_at, seq, prev_hash))
             record = self.record.model_copy(
-                update={"seq": seq, "prev_hash": prev_hash, "record_hash": text_hash(body)}
+                update={"seq": seq, "prev_hash": prev_hash, "record_hash": record_hash}
             )
         if self.response is None:
             return record, body, response_of(record)
@@ -736,7 +757,7 @@ class Encoded:
     (``explanations.committer``).
     """
 
-    parts: tuple[str, str, str]
+    parts: tuple[bytes, bytes, bytes]
     seq_at: int
     fields: tuple[str, str, str, str, Outcome, dt.datetime]
     response: dict[str, Any]
@@ -778,7 +799,7 @@ class Encoded:
         }
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any], parts: tuple[str, str, str]) -> Encoded:
+    def from_wire(cls, data: dict[str, Any], parts: tuple[bytes, bytes, bytes]) -> Encoded:
         a, b, c = parts
         seq_at = data["q"]
         if seq_at not in (1, 2):
@@ -806,9 +827,9 @@ class Encoded:
         return cls((a, b, c), seq_at, fields, response, case)
 
     def seal(self, seq: int, prev_hash: str) -> tuple[Chained, str, dict[str, Any]]:
-        """As ``Unsealed.seal``: the record's fields at ``seq``, its text, its response."""
-        body = join_parts(self.parts, self.seq_at, seq, prev_hash)
-        record_hash = text_hash(body)
+        """As ``Unsealed.seal``: the record's fields at ``seq``, its text, its response
+        (``UnicodeDecodeError``, a ``ValueError``, if the parts are not UTF-8)."""
+        body, record_hash = sealed_text(join_parts(self.parts, self.seq_at, seq, prev_hash))
         decision_id, application_id, service, version, outcome, decided_at = self.fields
         sealed = Chained(
             seq=seq,

@@ -123,7 +123,7 @@ class ReviewStore:
         """For ``DecisionStore.append``: open a referral case with a REFERRED decision."""
         case = self.referral_case(record)
         if case is not None:
-            conn.execute(CASES.insert().values(**case))
+            conn.execute(CASES.insert(), case)  # values as parameters: one cached statement
 
     def referral_case(self, record: AnyRecord) -> dict[str, Any] | None:
         """The referral case a REFERRED automated decision opens (its row), or None."""

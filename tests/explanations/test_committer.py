@@ -10,11 +10,15 @@ idempotency key keeps each decision single.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import socket
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from support import signing_key_path
@@ -25,6 +29,7 @@ from engine import Outcome
 from explanations import DecisionStore, IdempotencyConflict, StoredDecision, Unsealed
 from explanations.committer import CommitProcessClient, CommitServer
 from explanations.log import HEADS, public_key_id, verify_receipt
+from explanations.record import Encoded
 from explanations.review import CASES, ReviewStore
 
 
@@ -220,3 +225,60 @@ def test_without_a_commit_process_the_worker_writes_its_own_decisions(
     assert store._writer is not None, "the worker did not write for itself"
     assert not any(s.replayed for s in before + after)
     assert (15, []) == store.verify()
+
+
+def _request_frame(number: int, key: str, body: dict[str, Any], record: Encoded) -> bytes:
+    """One request as ``CommitProcessClient.append`` frames it."""
+    message = record.to_wire()
+    message["i"], message["k"], message["s"] = number, key, request_sha256(body)
+    message["n"] = [len(part) for part in record.parts]
+    header = orjson.dumps(message)
+    size = 4 + len(header) + sum(message["n"])
+    return b"".join(
+        (struct.pack("!I", size), struct.pack("!I", len(header)), header, *record.parts)
+    )
+
+
+def test_a_record_that_is_not_utf8_is_refused_alone_and_its_group_is_written(
+    db_url: str,
+    commit_server: Callable[..., _Running],
+    make_service: Callable[[str | None], DecisionService],
+    bulk_bodies: list[dict[str, Any]],
+) -> None:
+    """The parts travel as bytes and are decoded only when sealed, inside the group's
+    transaction. One whose bytes are not UTF-8, sent in one write with two good ones, is
+    answered ``x`` (the worker then writes it itself) and nothing of it is stored; the two
+    good ones are written and the chain verifies."""
+    running = commit_server()
+    service = make_service(db_url)
+    frames = []
+    for n, body in enumerate(bulk_bodies[:3]):
+        request = DecisionRequest.model_validate(body)
+        _, unsealed = service._decided(service.prepare(request))
+        record = Encoded.of(unsealed, None)
+        assert record is not None
+        if n == 1:
+            a, b, c = record.parts
+            record = dataclasses.replace(record, parts=(a, b[:-1] + b"\xff", c))
+        frames.append(_request_frame(n, f"u-{n}", request.model_dump(mode="json"), record))
+    answers: dict[int, dict[str, Any]] = {}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(running.server.path)
+        sock.sendall(b"".join(frames))
+        buffer = b""
+        while len(answers) < 3:
+            buffer += sock.recv(1 << 16)
+            while len(buffer) >= 4 and len(buffer) >= 4 + struct.unpack("!I", buffer[:4])[0]:
+                size = struct.unpack("!I", buffer[:4])[0]
+                answer = orjson.loads(buffer[4 : 4 + size])
+                answers[answer["i"]] = answer
+                buffer = buffer[4 + size :]
+    assert "d" in answers[0] and "d" in answers[2]
+    assert "x" in answers[1] and "utf-8" in answers[1]["x"].lower()
+    store = service.store
+    assert store is not None
+    assert (2, []) == store.verify()
+    with store.engine.connect() as conn:
+        keys = set(conn.execute(sa.text("SELECT idempotency_key FROM decisions")).scalars())
+    assert keys == {"u-0", "u-2"}
