@@ -203,11 +203,11 @@ class _Peer:
             lengths = header.get("n") if isinstance(header, dict) else None
             if not (isinstance(lengths, list) and len(lengths) == 3 and at + sum(lengths) == size):
                 raise ValueError("the parts do not add up to the frame")
-            texts = []
+            parts = []
             for length in lengths:  # UTF-8 as sent: decoded once, joined, when sealed
-                texts.append(frame_bytes[at : at + length])
+                parts.append(frame_bytes[at : at + length])
                 at += length
-            found.append((header, (texts[0], texts[1], texts[2])))
+            found.append((header, (parts[0], parts[1], parts[2])))
         return found
 
 

@@ -102,14 +102,14 @@ def canonical_json_bytes_of_dump(data: object) -> bytes:
     return raw
 
 
-def canonical_json_of_dump(data: object) -> str:
-    """``canonical_json_bytes_of_dump`` as text."""
-    return canonical_json_bytes_of_dump(data).decode("utf-8")
-
-
 def text_hash(text: str) -> str:
     """``sha256:<hex>`` of UTF-8 text: how records and their links are hashed."""
-    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return utf8_hash(text.encode("utf-8"))
+
+
+def utf8_hash(body: bytes) -> str:
+    """``text_hash`` of text already in UTF-8."""
+    return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 def is_personal_field(name: str) -> bool:
@@ -553,7 +553,7 @@ def join_parts(parts: tuple[bytes, bytes, bytes], seq_at: int, seq: int, prev_ha
 
 def sealed_text(body: bytes) -> tuple[str, str]:
     """A joined record's text and its ``record_hash`` (``text_hash`` of that text)."""
-    return body.decode("utf-8"), "sha256:" + hashlib.sha256(body).hexdigest()
+    return body.decode("utf-8"), utf8_hash(body)
 
 
 class Unsealed:
@@ -594,11 +594,6 @@ class Unsealed:
             _response_of_dump(data) if isinstance(record, ExplanationRecordV1) else None
         )
         """The platform's answer but for ``record_hash`` (set when sealed)."""
-
-    def text_at(self, seq: int, prev_hash: str) -> str:
-        """The record's canonical text at ``seq`` after ``prev_hash`` (``parts`` is set)."""
-        assert self.parts is not None
-        return join_parts(self.parts, self._seq_at, seq, prev_hash).decode("utf-8")
 
     @property
     def seq_at(self) -> int:

@@ -24,7 +24,12 @@ from api.secrets import load_signing_key
 from api.service import DecisionRequest, DecisionService, request_sha256
 from explanations import DecisionStore, ExplanationRecordV1, IdempotencyConflict, Unsealed
 from explanations.log import HEADS, public_key_id, verify_receipt
-from explanations.record import canonical_json, canonical_json_of_dump, response_of, text_hash
+from explanations.record import (
+    canonical_json,
+    canonical_json_bytes_of_dump,
+    response_of,
+    text_hash,
+)
 
 
 def test_a_record_sealed_from_its_encoded_parts_is_the_record_sealed_whole(
@@ -352,7 +357,7 @@ def test_the_fast_canonical_encoding_is_the_canonical_encoding(data: object) -> 
     """For any data pydantic's JSON mode can give (finite floats, any ints, any text, nested),
     the orjson path writes exactly ``canonical_json``'s text: what ``verify_receipt`` and
     external verifiers recompute."""
-    assert canonical_json(data) == canonical_json_of_dump(data)
+    assert canonical_json(data) == canonical_json_bytes_of_dump(data).decode()
 
 
 def test_the_fast_canonical_encoding_spells_every_float_exponent_as_json_does() -> None:
@@ -369,4 +374,4 @@ def test_the_fast_canonical_encoding_spells_every_float_exponent_as_json_does() 
     assert len(floats) > 8000
     for x in floats:
         for data in (x, [x], {"k": x}, [x, "1e-7"], {"a": [x], "b": "e-1"}):
-            assert canonical_json(data) == canonical_json_of_dump(data), repr(x)
+            assert canonical_json(data) == canonical_json_bytes_of_dump(data).decode(), repr(x)
