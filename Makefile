@@ -1,5 +1,8 @@
 # One task runner. The two commands a newcomer needs: `make run` and `make test`.
-PY ?= python3
+# The interpreter of .venv: the system's python3 when it is a supported version (distribution
+# builds are optimised; see scripts/pick-python.sh), else python3. To choose another:
+# `rm -rf .venv && make setup PY=python3.12`.
+PY ?= $(shell scripts/pick-python.sh)
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= var/demo

@@ -30,7 +30,7 @@ from engine.decision import prepare_env
 
 
 def machine() -> str:
-    """CPU model, cores, RAM and Python version: print it with every figure."""
+    """CPU model, cores, RAM and Python (version and build): print it with every figure."""
     model = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
@@ -41,7 +41,8 @@ def machine() -> str:
         pass
     return (
         f"machine: {model}, {os.cpu_count()} cores, "
-        f"{psutil.virtual_memory().total / 2**30:.1f} GiB, Python {platform.python_version()}"
+        f"{psutil.virtual_memory().total / 2**30:.1f} GiB, Python {platform.python_version()} "
+        f"({getattr(sys, '_base_executable', sys.executable)})"
     )
 
 
