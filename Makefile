@@ -26,7 +26,7 @@ run: setup
 	$(BIN)/miaopi serve --demo --data-dir $(DATA) --host 127.0.0.1 --port 8000
 
 ## Set up and run the whole test suite, including the 16,000-request HTTP test and the
-## headless-Chromium page tests (~7 min; 12–15 on a slow 2-core machine). Our modules are
+## headless-Chromium page tests (~7 min; 15–17 on the slowest 2-core machine seen). Our modules are
 ## byte-compiled first: the suite starts many servers, and with PYTHONDONTWRITEBYTECODE set
 ## every process of each compiled every module again. PostgreSQL tests need 127.0.0.1:5432
 ## (trust auth, database `test`); Debian's chromium and chromium-driver are installed when
