@@ -11,7 +11,7 @@ for py in /usr/bin/python3 python3; do
   if "$py" - <<'PYEOF' >/dev/null 2>&1; then
 import os, sys, sysconfig
 import ensurepip, venv  # noqa: F401  (Debian splits these off into python3-venv)
-ok = (3, 11) <= sys.version_info[:2] < (3, 14)
+ok = (3, 11) <= sys.version_info[:2] < (3, 14)  # pyproject.toml's requires-python: keep alike
 ok = ok and os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
 sys.exit(0 if ok else 1)
 PYEOF
