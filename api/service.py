@@ -41,6 +41,7 @@ from engine import (
 )
 from engine._compiled import EvidencePlan
 from engine._semantics import MISSING, value
+from engine.decision import ParameterUse, ValueResult
 from engine.expr import Name
 from engine.privacy import contains_id_number, id_number_problem
 from engine.registries import RegistryCatalogue
@@ -57,14 +58,23 @@ from explanations import (
     OutputColumn,
     StoredDecision,
     Unsealed,
-    canonical_json,
     decision_response,
     is_personal_field,
     pseudonymize,
-    text_hash,
 )
 from explanations.counterfactual import counterfactuals
-from explanations.minimise import json_scalar, minimise
+from explanations.minimise import Minimised, json_scalar, minimise
+from explanations.record import (
+    RECORD_SCHEMA,
+    Counterfactual,
+    DatetimeJson,
+    NotPlain,
+    canonical_json_bytes_of_dump,
+    criterion_json,
+    evidence_json,
+    plain,
+    utf8_hash,
+)
 from explanations.remedy import remedy_for
 
 __all__ = [
@@ -84,11 +94,18 @@ log = structlog.get_logger("miaopi.decision")
 
 
 @functools.cache
+@functools.cache  # read once: each record names it, and the metadata read costs ~7 µs
 def _version() -> str:
     try:
         return importlib.metadata.version("miaopi")
     except importlib.metadata.PackageNotFoundError:
         return "0.0.0+local"
+
+
+_VALUES = pydantic.TypeAdapter(list[ValueResult])
+_PARAMETERS = pydantic.TypeAdapter(list[ParameterUse])
+_REASONS = pydantic.TypeAdapter(list[Reason])
+_COUNTERFACTUALS = pydantic.TypeAdapter(list[Counterfactual])
 
 
 class ApplicantIn(BaseModel):
@@ -216,8 +233,10 @@ def refuse_personal_identifiers(application_id: str, idempotency_key: str | None
 
 
 def request_sha256(body: Mapping[str, Any]) -> str:
-    """The hash an idempotency key is bound to: the canonical JSON of the validated body."""
-    return text_hash(canonical_json(body))
+    """The hash an idempotency key is bound to: the canonical JSON of the validated body
+    (``model_dump(mode="json")``), encoded as records are (orjson where its text is
+    ``canonical_json``'s, ~15 µs less a request than ``json``)."""
+    return utf8_hash(canonical_json_bytes_of_dump(body))
 
 
 def _value_facts(rs: Ruleset, name: str) -> list[str]:
@@ -400,6 +419,8 @@ class DecisionService:
         self._output_columns: dict[str, list[OutputColumn]] = {}
         self._purpose_cache: dict[str, dict[str, tuple[list[str], list[str], list[str]]]] = {}
         self._in_memory_cache: dict[str, bool] = {}
+        self._static_json: dict[str, dict[str, Any]] = {}
+        self._remedy_json: dict[tuple[object, ...], tuple[object, dict[str, Any]]] = {}
 
     # --- steps ---------------------------------------------------------------------------
 
@@ -777,20 +798,25 @@ class DecisionService:
         extra = [r for r in map(_evidence_reason, items) if r is not None]
         return Decided(prepared, evaluation, items, env, self.clock(), extra)
 
+    def _kept(self, decided: Decided) -> Minimised:
+        """What the record keeps of the form, evidence and values (``minimise``)."""
+        p = decided.prepared
+        return minimise(
+            p.ruleset.recording,
+            form=p.form,
+            evidence=decided.evidence,
+            values=decided.evaluation.values,
+            application_date=p.application_date,
+            pseudonym=lambda v: self._pseudonym(v, "value", {}),
+        )
+
     def build_record(
         self, decided: Decided, *, decision_id: str, seq: int, prev_hash: str
     ) -> ExplanationRecordV1:
         p = decided.prepared
         rs = p.ruleset
         ev = decided.evaluation
-        kept = minimise(
-            rs.recording,
-            form=p.form,
-            evidence=decided.evidence,
-            values=ev.values,
-            application_date=p.application_date,
-            pseudonym=lambda v: self._pseudonym(v, "value", {}),
-        )
+        kept = self._kept(decided)
         return ExplanationRecordV1(
             seq=seq,
             decision_id=decision_id,
@@ -815,16 +841,7 @@ class DecisionService:
             omitted_fields=kept.omitted,
             evidence=kept.evidence,
             data_use=self._data_use(rs, decided.evidence),
-            legal_basis=[
-                LegalBasisRef(
-                    id=b.id,
-                    title=b.title,
-                    issuer=b.issuer,
-                    doc_number=b.doc_number,
-                    article=b.article,
-                )
-                for b in rs.doc.legal_basis
-            ],
+            legal_basis=self._legal_basis_of(rs),
             criteria=ev.criteria,
             values=kept.values,
             parameters=ev.parameters,
@@ -850,6 +867,143 @@ class DecisionService:
             + [f"{e.id}.{k}" for e in decided.evidence for k in e.values if is_personal_field(k)],
             prev_hash=prev_hash,
         )
+
+    def record_json(self, decided: Decided, *, decision_id: str) -> dict[str, Any]:
+        """``build_record(decided, decision_id=…, seq=0, prev_hash="")`` as its
+        ``model_dump(mode="json", exclude={"record_hash"})``, written directly: the record
+        the decision path stores, without building a model of ~30 parts and dumping it
+        again (~0.1 ms a decision). ``NotPlain`` for a value it does not write as pydantic
+        does; the caller then builds the model. A test holds the two equal for the decisions
+        of every shipped service; a field added to the record goes in both."""
+        p = decided.prepared
+        rs = p.ruleset
+        ev = decided.evaluation
+        kept = self._kept(decided)
+        when = DatetimeJson()
+        decided_on = decided.decided_at.astimezone(SHANGHAI).date()
+        failed = ev.outcome is not Outcome.APPROVED and any(
+            c.status is CriterionStatus.FAIL for c in ev.criteria
+        )
+        reasons = [*ev.reasons, *decided.extra_reasons]
+        outputs = ev.outputs
+        return {
+            **self._static_of(rs),
+            "schema_version": RECORD_SCHEMA,
+            "seq": 0,
+            "decision_id": decision_id,
+            "application_id": p.request.application_id,
+            "engine": {
+                "name": "miaopi",
+                "version": _version(),
+                "evaluator": ev.evaluator,
+                "durable_rules": durable_version(),
+            },
+            "submitted_at": when(p.request.submitted_at),
+            "application_date": p.application_date.isoformat(),
+            "decided_at": when(decided.decided_at),
+            "applicant": {
+                "id_number": str(decided.env["applicant.id_number"]),
+                "name": str(decided.env["applicant.name"]),
+            },
+            "form": {k: plain(v) for k, v in kept.form.items()},
+            "omitted_fields": list(kept.omitted),
+            "evidence": [evidence_json(e, when) for e in kept.evidence],
+            "data_use": self._data_use_json(rs, decided.evidence, when),
+            "criteria": [criterion_json(c) for c in ev.criteria],
+            "values": _VALUES.dump_python(kept.values, mode="json") if kept.values else [],
+            "parameters": (
+                _PARAMETERS.dump_python(ev.parameters, mode="json") if ev.parameters else []
+            ),
+            "outcome": ev.outcome.value,
+            "outputs": (
+                None
+                if outputs is None
+                else {
+                    k: [plain(x) for x in v] if type(v) is list else plain(v)
+                    for k, v in outputs.items()
+                }
+            ),
+            "output_rules": list(ev.output_rules),
+            "reasons": _REASONS.dump_python(reasons, mode="json") if reasons else [],
+            "counterfactuals": (
+                _COUNTERFACTUALS.dump_python(
+                    counterfactuals(rs, decided.env, ev, registries=self.registries),
+                    mode="json",
+                )
+                if failed
+                else []
+            ),
+            "remedy": self._remedy_of(ev.outcome, decided_on, rs),
+            "pseudonym_key_id": self.key_id,
+            "masked_fields": ["applicant.id_number", "applicant.name", *kept.masked]
+            + [f"{e.id}.{k}" for e in decided.evidence for k in e.values if is_personal_field(k)],
+            "prev_hash": "",
+        }
+
+    def _static_of(self, rs: Ruleset) -> dict[str, Any]:
+        """The record's fields that only the ruleset version decides, written once."""
+        found = self._static_json.get(rs.engine_name)
+        if found is None:
+            found = self._static_json[rs.engine_name] = {
+                "service": rs.service,
+                "service_name_zh": rs.doc.name.zh,
+                "service_name_en": rs.doc.name.en,
+                "authority_zh": rs.doc.authority.zh,
+                "ruleset_version": rs.version,
+                "ruleset_hash": rs.content_hash,
+                "legal_basis": [b.model_dump(mode="json") for b in self._legal_basis_of(rs)],
+                "output_columns": [c.model_dump(mode="json") for c in self._columns_of(rs)],
+            }
+        return found  # shared by every record of the version: nothing changes a record's dump
+
+    def _remedy_of(self, outcome: Outcome, decided_on: dt.date, rs: Ruleset) -> dict[str, Any]:
+        """``remedy_for(…)`` as JSON, written once per outcome, day and service guide."""
+        guide = self.guides.get(rs.service)
+        key = (outcome, decided_on, rs.service, rs.doc.authority.zh)
+        found = self._remedy_json.get(key)
+        if found is None or found[0] is not guide:
+            if len(self._remedy_json) > 4096:  # days go by: keep the table small
+                self._remedy_json.clear()
+            notice = remedy_for(outcome, decided_on, guide, rs.doc.authority.zh)
+            found = self._remedy_json[key] = (guide, notice.model_dump(mode="json"))
+        return found[1]  # shared, as ``_static_of``'s
+
+    def _data_use_json(
+        self, rs: Ruleset, items: list[EvidenceItem], when: DatetimeJson
+    ) -> list[dict[str, Any]]:
+        """``_data_use`` as JSON (each ``DataUse``'s dump), written directly."""
+        purposes = self._purposes(rs)
+        uses = []
+        for item in items:
+            if item.status == "skipped":
+                continue
+            criteria, values, basis = purposes.get(item.id, ([], [], []))
+            uses.append(
+                {
+                    "evidence": item.id,
+                    "source": item.source,
+                    "mode": item.mode,
+                    "status": item.status,
+                    "retrieved_at": when(item.retrieved_at),
+                    "service": rs.service,
+                    "criteria": list(criteria),
+                    "values": list(values),
+                    "legal_basis": list(basis),
+                }
+            )
+        return uses
+
+    def _legal_basis_of(self, rs: Ruleset) -> list[LegalBasisRef]:
+        return [
+            LegalBasisRef(
+                id=b.id,
+                title=b.title,
+                issuer=b.issuer,
+                doc_number=b.doc_number,
+                article=b.article,
+            )
+            for b in rs.doc.legal_basis
+        ]
 
     # --- whole decisions -----------------------------------------------------------------
 
@@ -939,9 +1093,15 @@ class DecisionService:
     def _decided(self, prepared: Prepared) -> tuple[Decided, Unsealed]:
         decided = self.decide_prepared(prepared)
         # Built and encoded here, outside the chain's lock; the store only seals and writes it.
-        record = Unsealed(
-            self.build_record(decided, decision_id=self.new_id(), seq=0, prev_hash="")
-        )
+        decision_id = self.new_id()
+        try:
+            record = Unsealed.of_dump(
+                self.record_json(decided, decision_id=decision_id), decided_at=decided.decided_at
+            )
+        except NotPlain:  # a value only the model writes right: build it
+            record = Unsealed(
+                self.build_record(decided, decision_id=decision_id, seq=0, prev_hash="")
+            )
         return decided, record
 
     def _observe(self, stored: StoredDecision, decided: Decided, started: float) -> None:

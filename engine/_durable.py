@@ -50,6 +50,7 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 @functools.cache
+@functools.cache  # read once: the installed package does not change under a process
 def durable_version() -> str:
     try:
         return metadata.version("durable-rules")

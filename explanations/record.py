@@ -6,12 +6,13 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from engine import CriterionResult, Outcome, Reason
 from engine.decision import JsonScalar, JsonValue, ParameterUse, ValueResult
@@ -77,6 +78,8 @@ def _numbers_may_differ(text: bytes) -> bool:
     (~28 µs a record, more than orjson's encoding). A test sweeps every exponent."""
     if b"0.0000" in text:
         return True
+    if b"e-" not in text:  # most records: one more scan at memory speed, no regex
+        return False
     for m in _SHORT_NEGATIVE_EXPONENT.finditer(text):
         start = m.start()
         if start and text[start - 1] in _DIGITS:
@@ -134,7 +137,7 @@ def pseudonymize(value: str, *, key: bytes, kind: str) -> str:
         masked = "***"
     else:
         masked = mask_name(value)
-    digest = hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:12]
+    digest = hmac.digest(key, value.encode("utf-8"), "sha256").hex()[:12]  # C, one call
     return f"{masked}~{digest}"
 
 
@@ -556,22 +559,153 @@ def sealed_text(body: bytes) -> tuple[str, str]:
     return body.decode("utf-8"), utf8_hash(body)
 
 
+class NotPlain(Exception):
+    """A value the hand-written dumps below do not spell as pydantic's JSON mode does (a
+    non-finite float, a type outside JSON's): the caller builds and dumps the model instead."""
+
+
+_DATETIME = TypeAdapter(dt.datetime)
+
+
+def plain(v: object) -> JsonScalar:
+    """A ``JsonScalar`` field's value as ``model_dump(mode="json")`` gives it (``NotPlain``
+    for anything but a str, int, bool, None or finite float of exactly those types)."""
+    t = type(v)
+    if t is str or t is int or t is bool or v is None:
+        return v  # type: ignore[return-value]
+    if t is float and math.isfinite(v):  # type: ignore[arg-type]
+        return v  # type: ignore[return-value]
+    raise NotPlain(f"{t.__name__} value")
+
+
+class DatetimeJson:
+    """Datetimes as pydantic's JSON mode writes them (``…Z`` for UTC), each written once per
+    record: a record holds the same few instants many times (every registry's answer time)."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[dt.datetime, object], str] = {}
+
+    def __call__(self, v: dt.datetime | None) -> str | None:
+        if v is None:
+            return None
+        key = (v, v.tzinfo)  # equal instants in two offsets are written differently
+        text = self._seen.get(key)
+        if text is None:
+            text = self._seen[key] = _DATETIME.dump_python(v, mode="json")
+        return text
+
+
+def criterion_json(c: CriterionResult) -> dict[str, Any]:
+    """``c.model_dump(mode="json")``, written out (~2× pydantic's speed for this shape; a
+    test holds the two equal over every shipped service's decisions)."""
+    return {
+        "id": c.id,
+        "title_zh": c.title_zh,
+        "title_en": c.title_en,
+        "status": c.status.value,
+        "on_fail": c.on_fail,
+        "legal_basis": list(c.legal_basis),
+        "condition": c.condition,
+        "values": [
+            {
+                "expression": v.expression,
+                "value": plain(v.value),
+                "missing": v.missing,
+                "source": v.source,
+            }
+            for v in c.values
+        ],
+        "missing_facts": list(c.missing_facts),
+        "reason_zh": c.reason_zh,
+        "reason_en": c.reason_en,
+    }
+
+
+def evidence_json(e: EvidenceItem, datetime_json: DatetimeJson) -> dict[str, Any]:
+    """``e.model_dump(mode="json")``, written out (as ``criterion_json``)."""
+    return {
+        "id": e.id,
+        "source": e.source,
+        "mode": e.mode,
+        "key_expression": e.key_expression,
+        "key": e.key,
+        "status": e.status,
+        "values": {k: plain(v) for k, v in e.values.items()},
+        "adapter": e.adapter,
+        "adapter_version": e.adapter_version,
+        "reference": e.reference,
+        "retrieved_at": datetime_json(e.retrieved_at),
+        "raw_sha256": e.raw_sha256,
+        "error_code": e.error_code,
+        "error_message": e.error_message,
+        "outcome": e.outcome,
+        "elapsed_ms": plain(e.elapsed_ms),
+        "ages": {k: plain(v) for k, v in e.ages.items()},
+        "source_name_zh": e.source_name_zh,
+        "source_name_en": e.source_name_en,
+        "holder_zh": e.holder_zh,
+        "holder_en": e.holder_en,
+    }
+
+
 class Unsealed:
     """A record encoded once, ahead of its place in the chain.
 
     The record is encoded here, outside the chain's lock, with markers where ``seq`` and
     ``prev_hash`` go; ``seal`` puts the two in and hashes the result, which is exactly
     ``canonical_json`` of the whole record (one canonical encoding, whoever seals).
+
+    An automated decision's record may come as its JSON-mode dump alone (``of_dump``): the
+    decision path writes that dump directly, which costs a fraction of building the model and
+    dumping it. The model is then made only if someone asks for ``record``.
     """
 
-    __slots__ = ("_seq_at", "parts", "record", "response")
+    __slots__ = ("_data", "_record", "_seq_at", "fields", "parts", "response")
 
     _SEQ = -918_273_645_546_372_819
     _PREV = "\u0000prev_hash\u0000"
 
     def __init__(self, record: AnyRecord) -> None:
-        self.record = record
-        data = record.model_dump(mode="json", exclude={"record_hash"})
+        self._record: AnyRecord | None = record
+        self._data: dict[str, Any] | None = None
+        automated = isinstance(record, ExplanationRecordV1)
+        self.fields: tuple[str, str, str, str, Outcome, dt.datetime] | None = (
+            (
+                record.decision_id,
+                record.application_id,
+                record.service,
+                record.ruleset_version,
+                record.outcome,
+                record.decided_at,
+            )
+            if automated
+            else None
+        )
+        """The decision row's fields (an automated decision's), as ``Encoded`` carries them."""
+        self._encode(record.model_dump(mode="json", exclude={"record_hash"}), automated)
+
+    @classmethod
+    def of_dump(cls, data: dict[str, Any], *, decided_at: dt.datetime) -> Unsealed:
+        """An automated decision's record given as exactly what ``model_dump(mode="json",
+        exclude={"record_hash"})`` of its ``ExplanationRecordV1`` would return (its
+        ``decided_at`` as the datetime it was made from)."""
+        self = cls.__new__(cls)
+        self._record = None
+        self._data = data
+        self.fields = (
+            data["decision_id"],
+            data["application_id"],
+            data["service"],
+            data["ruleset_version"],
+            Outcome(data["outcome"]),
+            decided_at,
+        )
+        self._encode(dict(data), True)
+        return self
+
+    def _encode(self, data: dict[str, Any], automated: bool) -> None:
         data["seq"], data["prev_hash"] = self._SEQ, self._PREV
         # UTF-8 bytes throughout: the markers are ASCII, bytes are searched and split at
         # memory speed, and the parts travel to the commit process without a decode here and
@@ -590,31 +724,49 @@ class Unsealed:
             else:
                 b, c = tail.split(prev_mark)
                 self.parts, self._seq_at = (head, b, c), 1
-        self.response: dict[str, Any] | None = (
-            _response_of_dump(data) if isinstance(record, ExplanationRecordV1) else None
-        )
+        self.response: dict[str, Any] | None = _response_of_dump(data) if automated else None
         """The platform's answer but for ``record_hash`` (set when sealed)."""
+
+    @property
+    def record(self) -> AnyRecord:
+        """The record's model, at seq 0 after no record (made from the dump when needed)."""
+        if self._record is None:
+            assert self._data is not None
+            self._record = ExplanationRecordV1.model_validate(self._data)
+        return self._record
+
+    def unchained(self) -> Chained | None:
+        """An automated decision's row fields before it has a place in the chain (seq 0, no
+        hashes): what opening its referral case reads. None for a human decision."""
+        return None if self.fields is None else Chained.of(self.fields, 0, "", "", None)
 
     @property
     def seq_at(self) -> int:
         """Which gap of ``parts`` takes ``seq`` (1 or 2; the other takes ``prev_hash``)."""
         return self._seq_at
 
-    def seal(self, seq: int, prev_hash: str) -> tuple[AnyRecord, str, dict[str, Any]]:
-        """The record at ``seq`` after ``prev_hash``, its hashed text, and its response."""
+    def seal(self, seq: int, prev_hash: str) -> tuple[AnyRecord | Chained, str, dict[str, Any]]:
+        """The record at ``seq`` after ``prev_hash``, its hashed text, and its response.
+
+        The record comes back as its model, or as its ``Chained`` fields when it was given
+        as a dump (what the store writes its rows from either way)."""
         if self.parts is None:
             record, body = self.record.model_copy(
                 update={"seq": seq, "prev_hash": prev_hash}
             ).sealed()
-        else:
-            assert self.parts is not None
-            body, record_hash = sealed_text(join_parts(self.parts, self._seq_at, seq, prev_hash))
-            record = self.record.model_copy(
-                update={"seq": seq, "prev_hash": prev_hash, "record_hash": record_hash}
-            )
+            if self.response is None:
+                return record, body, response_of(record)
+            return record, body, {**self.response, "record_hash": record.record_hash}
+        body, record_hash = sealed_text(join_parts(self.parts, self._seq_at, seq, prev_hash))
+        if self._record is None and self.fields is not None and self.response is not None:
+            chained = Chained.of(self.fields, seq, prev_hash, record_hash, None)
+            return chained, body, {**self.response, "record_hash": record_hash}
+        record = self.record.model_copy(
+            update={"seq": seq, "prev_hash": prev_hash, "record_hash": record_hash}
+        )
         if self.response is None:
             return record, body, response_of(record)
-        return record, body, {**self.response, "record_hash": record.record_hash}
+        return record, body, {**self.response, "record_hash": record_hash}
 
 
 _RESPONSE_FIELDS = {
@@ -740,6 +892,30 @@ class Chained:
     decided_at: dt.datetime
     case: dict[str, Any] | None
 
+    @classmethod
+    def of(
+        cls,
+        fields: tuple[str, str, str, str, Outcome, dt.datetime],
+        seq: int,
+        prev_hash: str,
+        record_hash: str,
+        case: dict[str, Any] | None,
+    ) -> Chained:
+        """From a decision row's fields as ``Unsealed`` and ``Encoded`` carry them."""
+        decision_id, application_id, service, version, outcome, decided_at = fields
+        return cls(
+            seq=seq,
+            prev_hash=prev_hash,
+            record_hash=record_hash,
+            decision_id=decision_id,
+            application_id=application_id,
+            service=service,
+            ruleset_version=version,
+            outcome=outcome,
+            decided_at=decided_at,
+            case=case,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
@@ -762,19 +938,9 @@ class Encoded:
     def of(cls, unsealed: Unsealed, case: dict[str, Any] | None) -> Encoded | None:
         """The encoded form of an automated decision's record (None if it must be sealed
         whole, where it was made: its markers stand in its content, or it is a human one)."""
-        record = unsealed.record
-        if unsealed.parts is None or unsealed.response is None:
+        if unsealed.parts is None or unsealed.response is None or unsealed.fields is None:
             return None
-        assert isinstance(record, ExplanationRecordV1)
-        fields = (
-            record.decision_id,
-            record.application_id,
-            record.service,
-            record.ruleset_version,
-            record.outcome,
-            record.decided_at,
-        )
-        return cls(unsealed.parts, unsealed.seq_at, fields, unsealed.response, case)
+        return cls(unsealed.parts, unsealed.seq_at, unsealed.fields, unsealed.response, case)
 
     def to_wire(self) -> dict[str, Any]:
         decision_id, application_id, service, version, outcome, decided_at = self.fields
@@ -825,17 +991,5 @@ class Encoded:
         """As ``Unsealed.seal``: the record's fields at ``seq``, its text, its response
         (``UnicodeDecodeError``, a ``ValueError``, if the parts are not UTF-8)."""
         body, record_hash = sealed_text(join_parts(self.parts, self.seq_at, seq, prev_hash))
-        decision_id, application_id, service, version, outcome, decided_at = self.fields
-        sealed = Chained(
-            seq=seq,
-            prev_hash=prev_hash,
-            record_hash=record_hash,
-            decision_id=decision_id,
-            application_id=application_id,
-            service=service,
-            ruleset_version=version,
-            outcome=outcome,
-            decided_at=decided_at,
-            case=self.case,
-        )
+        sealed = Chained.of(self.fields, seq, prev_hash, record_hash, self.case)
         return sealed, body, {**self.response, "record_hash": record_hash}

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
 from engine import Outcome
-from explanations.record import AnyRecord, ExplanationRecordV1, HumanDecisionRecord
+from explanations.record import AnyRecord, Chained, ExplanationRecordV1, HumanDecisionRecord
 from explanations.store import DecisionStore, StoredDecision
 
 __all__ = [
@@ -119,15 +119,16 @@ class ReviewStore:
     def _due(self, service: str, kind: CaseKind, at: dt.datetime) -> dt.date:
         return add_working_days(at.astimezone(SHANGHAI).date(), self.working_days(service, kind))
 
-    def referral_hook(self, conn: sa.Connection, record: AnyRecord) -> None:
-        """For ``DecisionStore.append``: open a referral case with a REFERRED decision."""
+    def referral_hook(self, conn: sa.Connection, record: AnyRecord | Chained) -> None:
+        """For ``DecisionStore.append``: open a referral case with a REFERRED decision (given
+        as its record, or as the row fields the store writes from a record's dump)."""
         case = self.referral_case(record)
         if case is not None:
             conn.execute(CASES.insert(), case)  # values as parameters: one cached statement
 
-    def referral_case(self, record: AnyRecord) -> dict[str, Any] | None:
+    def referral_case(self, record: AnyRecord | Chained) -> dict[str, Any] | None:
         """The referral case a REFERRED automated decision opens (its row), or None."""
-        if not isinstance(record, ExplanationRecordV1) or record.outcome is not Outcome.REFERRED:
+        if isinstance(record, HumanDecisionRecord) or record.outcome is not Outcome.REFERRED:
             return None
         return {
             "id": str(uuid.uuid4()),

@@ -294,7 +294,7 @@ class DecisionStore:
         self._committer: ThreadPoolExecutor | None = None
         self._commit_process: CommitProcessClient | None = None
         self._remote_hook: Callable[[sa.Connection, AnyRecord], None] | None = None
-        self._case_of: Callable[[AnyRecord], dict[str, Any] | None] | None = None
+        self._case_of: Callable[[Chained], dict[str, Any] | None] | None = None
         self._writer: sa.Connection | None = None
         """The connection groups are written on, kept between them (held under ``_leader``):
         a pool check-out and check-in per group cost ~10% of a decision's CPU. Dropped after
@@ -504,7 +504,7 @@ class DecisionStore:
         client: CommitProcessClient,
         *,
         hook: Callable[[sa.Connection, AnyRecord], None],
-        case_of: Callable[[AnyRecord], dict[str, Any] | None],
+        case_of: Callable[[Chained], dict[str, Any] | None],
     ) -> None:
         """Send ``append_async``'s automated decisions to the server's commit process
         (``explanations.committer``). ``hook`` is the ``on_stored`` it stands for: the commit
@@ -533,8 +533,9 @@ class DecisionStore:
         client = self._commit_process
         if client is not None and (on_stored is None or on_stored == self._remote_hook):
             case = None
-            if on_stored is not None and self._case_of is not None:
-                case = self._case_of(record.record)
+            unchained = record.unchained()
+            if on_stored is not None and self._case_of is not None and unchained is not None:
+                case = self._case_of(unchained)
             encoded = Encoded.of(record, case)
             if encoded is not None:
                 stored = await client.append(idempotency_key, request_sha256, encoded)
