@@ -108,6 +108,11 @@ _REASONS = pydantic.TypeAdapter(list[Reason])
 _COUNTERFACTUALS = pydantic.TypeAdapter(list[Counterfactual])
 
 
+def _masked_evidence(items: list[EvidenceItem]) -> list[str]:
+    """``<evidence>.<field>`` of each registry value held as a pseudonym."""
+    return [f"{e.id}.{k}" for e in items for k in e.values if is_personal_field(k)]
+
+
 class ApplicantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -863,8 +868,12 @@ class DecisionService:
                 rs.doc.authority.zh,
             ),
             pseudonym_key_id=self.key_id,
-            masked_fields=["applicant.id_number", "applicant.name", *kept.masked]
-            + [f"{e.id}.{k}" for e in decided.evidence for k in e.values if is_personal_field(k)],
+            masked_fields=[
+                "applicant.id_number",
+                "applicant.name",
+                *kept.masked,
+                *_masked_evidence(decided.evidence),
+            ],
             prev_hash=prev_hash,
         )
 
@@ -935,8 +944,12 @@ class DecisionService:
             ),
             "remedy": self._remedy_of(ev.outcome, decided_on, rs),
             "pseudonym_key_id": self.key_id,
-            "masked_fields": ["applicant.id_number", "applicant.name", *kept.masked]
-            + [f"{e.id}.{k}" for e in decided.evidence for k in e.values if is_personal_field(k)],
+            "masked_fields": [
+                "applicant.id_number",
+                "applicant.name",
+                *kept.masked,
+                *_masked_evidence(decided.evidence),
+            ],
             "prev_hash": "",
         }
 

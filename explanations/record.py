@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -115,6 +116,7 @@ def utf8_hash(body: bytes) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
+@functools.lru_cache(maxsize=4096)  # field names come from rulesets and the catalogue
 def is_personal_field(name: str) -> bool:
     """Fields that identify a person and are pseudonymised in records and logs."""
     leaf = name.rsplit(".", 1)[-1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import json
 import socket
@@ -557,8 +558,8 @@ def test_a_registry_that_answers_an_error_is_a_503_carrying_its_code(
 
         def lookup(self, key: object, **options: Any) -> Lookup:
             answer = demo_registries["population"].lookup({"id_number": "1"}, **options)
-            return answer.model_copy(
-                update={"status": "error", "error_code": "STALE_SNAPSHOT", "error_message": "old"}
+            return dataclasses.replace(
+                answer, status="error", error_code="STALE_SNAPSHOT", error_message="old"
             )
 
     catalogue = load_catalogue(CATALOGUE)
