@@ -35,6 +35,8 @@ from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
+import orjson
+
 from engine.errors import EngineFault
 
 __all__ = ["DurableEngine", "durable_version", "get_engine"]
@@ -47,6 +49,18 @@ _STACK_OVERFLOW = 303
 _CODE = re.compile(r"error code: (\d+)")
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
 """``json.dumps(fact, ensure_ascii=False)`` without building an encoder per decision."""
+
+
+def _fact_json(fact: Mapping[str, object]) -> str:
+    """The fact as JSON text for durable_rules: orjson's (~3× json's speed) when every value
+    is a string, an int or a bool, as compiled facts are (dates go as day numbers); json's
+    otherwise, so that anything else (a float, a type json refuses) fails or passes exactly
+    as it always has."""
+    for v in fact.values():
+        t = type(v)
+        if t is not str and t is not int and t is not bool:
+            return _ENCODER.encode(fact)
+    return orjson.dumps(fact).decode("utf-8")
 
 
 @functools.cache
@@ -157,7 +171,7 @@ class DurableEngine:
         self._live += 1
         try:
             try:
-                result = dre.assert_fact(handle, _ENCODER.encode(fact))
+                result = dre.assert_fact(handle, _fact_json(fact))
                 state_handle = result[1]
                 started = dre.start_action_for_state(handle, state_handle)
                 message = started[1] if started else None
