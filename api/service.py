@@ -94,7 +94,6 @@ log = structlog.get_logger("miaopi.decision")
 
 
 @functools.cache
-@functools.cache  # read once: each record names it, and the metadata read costs ~7 µs
 def _version() -> str:
     try:
         return importlib.metadata.version("miaopi")
@@ -108,9 +107,15 @@ _REASONS = pydantic.TypeAdapter(list[Reason])
 _COUNTERFACTUALS = pydantic.TypeAdapter(list[Counterfactual])
 
 
-def _masked_evidence(items: list[EvidenceItem]) -> list[str]:
-    """``<evidence>.<field>`` of each registry value held as a pseudonym."""
-    return [f"{e.id}.{k}" for e in items for k in e.values if is_personal_field(k)]
+def _masked_fields(decided: Decided, kept: Minimised) -> list[str]:
+    """The record's fields held as keyed pseudonyms: the applicant, the form fields kept so,
+    and each registry value that identifies a person."""
+    return [
+        "applicant.id_number",
+        "applicant.name",
+        *kept.masked,
+        *(f"{e.id}.{k}" for e in decided.evidence for k in e.values if is_personal_field(k)),
+    ]
 
 
 class ApplicantIn(BaseModel):
@@ -815,6 +820,17 @@ class DecisionService:
             pseudonym=lambda v: self._pseudonym(v, "value", {}),
         )
 
+    def _counterfactuals(self, decided: Decided) -> list[Counterfactual]:
+        """For an adverse decision, the change that would make each failed criterion pass."""
+        ev = decided.evaluation
+        if ev.outcome is Outcome.APPROVED or not any(
+            c.status is CriterionStatus.FAIL for c in ev.criteria
+        ):
+            return []
+        return counterfactuals(
+            decided.prepared.ruleset, decided.env, ev, registries=self.registries
+        )
+
     def build_record(
         self, decided: Decided, *, decision_id: str, seq: int, prev_hash: str
     ) -> ExplanationRecordV1:
@@ -855,12 +871,7 @@ class DecisionService:
             output_columns=self._columns_of(rs),
             output_rules=ev.output_rules,
             reasons=[*ev.reasons, *decided.extra_reasons],
-            counterfactuals=(
-                counterfactuals(rs, decided.env, ev, registries=self.registries)
-                if ev.outcome is not Outcome.APPROVED
-                and any(c.status is CriterionStatus.FAIL for c in ev.criteria)
-                else []
-            ),
+            counterfactuals=self._counterfactuals(decided),
             remedy=remedy_for(
                 ev.outcome,
                 decided.decided_at.astimezone(SHANGHAI).date(),
@@ -868,12 +879,7 @@ class DecisionService:
                 rs.doc.authority.zh,
             ),
             pseudonym_key_id=self.key_id,
-            masked_fields=[
-                "applicant.id_number",
-                "applicant.name",
-                *kept.masked,
-                *_masked_evidence(decided.evidence),
-            ],
+            masked_fields=_masked_fields(decided, kept),
             prev_hash=prev_hash,
         )
 
@@ -890,9 +896,6 @@ class DecisionService:
         kept = self._kept(decided)
         when = DatetimeJson()
         decided_on = decided.decided_at.astimezone(SHANGHAI).date()
-        failed = ev.outcome is not Outcome.APPROVED and any(
-            c.status is CriterionStatus.FAIL for c in ev.criteria
-        )
         reasons = [*ev.reasons, *decided.extra_reasons]
         outputs = ev.outputs
         return {
@@ -935,21 +938,13 @@ class DecisionService:
             "output_rules": list(ev.output_rules),
             "reasons": _REASONS.dump_python(reasons, mode="json") if reasons else [],
             "counterfactuals": (
-                _COUNTERFACTUALS.dump_python(
-                    counterfactuals(rs, decided.env, ev, registries=self.registries),
-                    mode="json",
-                )
-                if failed
+                _COUNTERFACTUALS.dump_python(found, mode="json")
+                if (found := self._counterfactuals(decided))
                 else []
             ),
             "remedy": self._remedy_of(ev.outcome, decided_on, rs),
             "pseudonym_key_id": self.key_id,
-            "masked_fields": [
-                "applicant.id_number",
-                "applicant.name",
-                *kept.masked,
-                *_masked_evidence(decided.evidence),
-            ],
+            "masked_fields": _masked_fields(decided, kept),
             "prev_hash": "",
         }
 
