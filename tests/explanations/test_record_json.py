@@ -113,3 +113,38 @@ def test_a_value_only_the_model_writes_right_falls_back_to_the_model(
         service.record_json(decided, decision_id="d-3")
     model = service.build_record(decided, decision_id="d-3", seq=0, prev_hash="")
     assert Unsealed(model).seal(1, PREV)[1]  # the model's way still writes it
+
+
+class _Down:
+    """A registry that fails every call, as an unreachable one does."""
+
+    in_memory = True
+
+    def lookup(self, *_args: object, **_kwargs: object) -> object:
+        raise TimeoutError("the registry did not answer")
+
+
+def test_evidence_items_equal_validated_ones(
+    make_service: Callable[[str | None], DecisionService],
+    demo_samples: dict[str, DemoSample],
+    bulk_bodies: list[dict[str, Any]],
+) -> None:
+    """The decision path builds evidence items without validation: each equals the item
+    pydantic validates from the same fields, and records the same fields as given. Found,
+    not found, skipped, failed and unavailable registries all included."""
+    from explanations.record import EvidenceItem
+
+    service = make_service(None)
+    items = [e for d in _decisions(service, demo_samples, bulk_bodies) for e in d.evidence]
+    sources = sorted(service.adapters)
+    service.adapters[sources[0]] = _Down()  # type: ignore[assignment]
+    del service.adapters[sources[1]]
+    items += [e for d in _decisions(service, demo_samples, bulk_bodies[:100]) for e in d.evidence]
+    assert {e.status for e in items} == {"found", "not_found", "error", "skipped"}
+    assert {"ERROR", "FOUND", "NOT_FOUND"} <= {e.outcome for e in items}
+    fields = set(EvidenceItem.model_fields) - {"ages"}  # what gathering gives (as arguments)
+    for item in items:
+        validated = EvidenceItem.model_validate({k: getattr(item, k) for k in fields})
+        assert validated == item
+        assert fields == validated.model_fields_set == item.model_fields_set
+        assert validated.model_dump(mode="json") == item.model_dump(mode="json")
