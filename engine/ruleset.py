@@ -95,6 +95,12 @@ class Ruleset:
         return tuple(r.when if r.when is not None else _ALWAYS for r in self.outputs.rows)
 
     @cached_property
+    def memo(self) -> dict[object, object]:
+        """Analyses of this ruleset's own expressions, kept by whoever computes them (the
+        counterfactual solver's, which every adverse decision would otherwise redo)."""
+        return {}
+
+    @cached_property
     def partial_form_model(self) -> type[BaseModel]:
         """The form model with every field optional: reads a recorded form, which keeps only
         the fields the rules read (replay)."""

@@ -1023,7 +1023,17 @@ class _Solver:
     @functools.cached_property
     def compared_strings(self) -> dict[str, list[str]]:
         """For each fact, the string constants the ruleset compares it with (``==``, ``!=``,
-        ``in [...]``) and the keys of the tables it looks up or is tested against."""
+        ``in [...]``) and the keys of the tables it looks up or is tested against.
+
+        The same for every application whose tables in force have the same keys: kept in
+        the ruleset's memo under those keys (~0.1 ms a solver that needs it otherwise)."""
+        key = ("compared_strings", tuple((n, tuple(t)) for n, t in self.tables.items()))
+        found = self.rs.memo.get(key)
+        if found is None:
+            found = self.rs.memo[key] = self._compared_strings()
+        return found  # type: ignore[return-value]
+
+    def _compared_strings(self) -> dict[str, list[str]]:
         exprs: list[Expr] = [c.condition for c in self.rs.criteria]
         for named in self.rs.values:
             exprs.extend([named.expr] if named.expr is not None else self.table_exprs(named))
