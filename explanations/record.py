@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -62,7 +61,7 @@ def canonical_json(data: object) -> str:
 
 
 _DIGITS = frozenset(b"0123456789")
-_SHORT_NEGATIVE_EXPONENT = re.compile(rb"e-\d(?=[,\]}]|\Z)")
+_NUMBER_ENDS = frozenset(b",]}")
 
 
 def _numbers_may_differ(text: bytes) -> bool:
@@ -74,17 +73,24 @@ def _numbers_may_differ(text: bytes) -> bool:
     exponents of two digits or more are spelt alike (``1e+16``, ``2.5e-300``). So: a
     ``0.0000``, or ``e-`` and one digit that end a number (a digit before, ``,``, ``]``,
     ``}`` or the end after). Conservative: the same bytes inside a string count too. Both
-    scans start from a two-byte literal, which ``re`` and ``in`` find at memory speed; the
-    former check, any ``e`` and a sign, stopped at every ``e`` of a record's English text
-    (~28 µs a record, more than orjson's encoding). A test sweeps every exponent."""
+    scans look for a two-byte literal, which ``in`` and ``find`` pass over at memory speed;
+    a record's English text holds an ``e-`` now and then (``re-``), each looked at in place
+    (a regex over the whole text cost ~20 µs a record that has one). A test sweeps every
+    exponent."""
     if b"0.0000" in text:
         return True
-    if b"e-" not in text:  # most records: one more scan at memory speed, no regex
-        return False
-    for m in _SHORT_NEGATIVE_EXPONENT.finditer(text):
-        start = m.start()
-        if start and text[start - 1] in _DIGITS:
+    at = text.find(b"e-")
+    while at != -1:  # most records: none, one scan
+        end = at + 3
+        if (
+            at
+            and text[at - 1] in _DIGITS
+            and end <= len(text)
+            and text[at + 2] in _DIGITS
+            and (end == len(text) or text[end] in _NUMBER_ENDS)
+        ):
             return True
+        at = text.find(b"e-", at + 2)
     return False
 
 

@@ -373,5 +373,12 @@ def test_the_fast_canonical_encoding_spells_every_float_exponent_as_json_does() 
     ]
     assert len(floats) > 8000
     for x in floats:
-        for data in (x, [x], {"k": x}, [x, "1e-7"], {"a": [x], "b": "e-1"}):
+        for data in (
+            x,
+            [x],
+            {"k": x},
+            [x, "1e-7"],
+            {"a": [x], "b": "e-1"},
+            {"a": "re-entry 1e-", "b": "e-", "z": x},  # an ``e-`` before the float's
+        ):
             assert canonical_json(data) == canonical_json_bytes_of_dump(data).decode(), repr(x)
