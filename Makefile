@@ -100,6 +100,14 @@ bench-ab: setup
 	scripts/ensure-wrk.sh
 	@test -f var/bench/applications.jsonl || $(BIN)/miaopi demo generate --out var/bench > /dev/null
 	$(BIN)/python scripts/bench_ab.py --ref $${REF:?set REF to a commit, e.g. REF=HEAD~1} --rounds $${ROUNDS:-4} --seconds $${SECONDS_PER_RUN:-10}
+## Instructions the server executes a decision (one HTTP worker and the commit process), counted by
+## valgrind's callgrind: DECISIONS (default 300) after 100 of warm-up at 8 clients, a figure the
+## machine's drift does not move; REF=<commit> measures that commit the same way beside it.
+## A run takes several minutes (valgrind runs the server ~50x slower). Needs valgrind.
+.PHONY: bench-ir
+bench-ir: setup
+	@test -f var/bench/applications.jsonl || $(BIN)/miaopi demo generate --out var/bench > /dev/null
+	$(BIN)/python scripts/bench_ir.py --data-dir var/bench --decisions $${DECISIONS:-300} $${REF:+--ref $$REF}
 ## Where a decision's server CPU goes: py-spy samples `miaopi serve` (the thread holding the GIL)
 ## while wrk posts decisions at 8 connections for SECONDS_PER_RUN (default 20); prints the share
 ## by stage and the functions with the most samples (scripts/profile_http.py; needs ptrace).

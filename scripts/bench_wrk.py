@@ -184,14 +184,22 @@ def fresh_postgres(url: str) -> str | None:
 
 @contextlib.contextmanager
 def running_server(
-    label: str, database_url: str, args: argparse.Namespace, work: Path, code: Path | None = None
+    label: str,
+    database_url: str,
+    args: argparse.Namespace,
+    work: Path,
+    code: Path | None = None,
+    prefix: tuple[str, ...] = (),
+    ready_s: float = 60,
 ) -> Iterator[tuple[str, int, dict[str, str]]]:
     """``miaopi serve`` on ``database_url`` with fresh secrets and a platform key: its base URL,
     its pid and the environment wrk needs (``decide.lua`` and ``bodies.jsonl`` in ``work``).
 
     ``code``: another checkout whose modules the server runs, with this venv's libraries (its
     folder first on ``PYTHONPATH`` for ``miaopi`` itself, and the working directory of every
-    process, since the workers and the commit process put theirs first on ``sys.path``)."""
+    process, since the workers and the commit process put theirs first on ``sys.path``).
+    ``prefix``: a command the server runs under (``bench_ir.py``'s valgrind), which may
+    need ``ready_s`` seconds to answer."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIAOPI_")}
     if code is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(code), *filter(None, [env.get("PYTHONPATH")])])
@@ -218,11 +226,11 @@ def running_server(
     key = next(t for t in made.split() if t.startswith("mpk_"))
     port = free_port()
     log = (work / f"{label}-server.log").open("wb")
-    argv = serve_argv(BIN / "miaopi", port, args.data_dir, args.workers)
+    argv = [*prefix, *serve_argv(BIN / "miaopi", port, args.data_dir, args.workers)]
     server = subprocess.Popen(argv, env=env, cwd=code, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(server, f"{base}/livez", work / f"{label}-server.log", "bench-wrk")
+        wait_ready(server, f"{base}/livez", work / f"{label}-server.log", "bench-wrk", ready_s)
         wrk_env = {
             **os.environ,
             "BENCH_KEY": key,
@@ -249,9 +257,12 @@ def serve_argv(miaopi: Path, port: int, data_dir: Path, workers: int) -> list[st
     ]
 
 
-def wait_ready(server: subprocess.Popen[bytes], url: str, log_path: Path, who: str) -> None:
-    """Until ``url`` answers 200; ``SystemExit`` naming the log if the server dies or 60 s pass."""
-    deadline = time.monotonic() + 60
+def wait_ready(
+    server: subprocess.Popen[bytes], url: str, log_path: Path, who: str, within_s: float = 60
+) -> None:
+    """Until ``url`` answers 200; ``SystemExit`` naming the log if the server dies or
+    ``within_s`` seconds pass."""
+    deadline = time.monotonic() + within_s
     while True:
         try:
             if httpx.get(url, timeout=1).status_code == 200:
