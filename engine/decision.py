@@ -31,6 +31,7 @@ __all__ = [
     "evaluate",
     "json_value",
     "prepare_env",
+    "unvalidated",
     "warm_up",
 ]
 
@@ -244,7 +245,7 @@ def prepare_env(ruleset: Ruleset, env: Mapping[str, object]) -> Prepared:
             out[param.name] = period.value
             shown = _scalar_typed_json(period.value, param.type)
         uses.append(
-            _model(
+            unvalidated(
                 ParameterUse,
                 _PARAMETER_SET,
                 {
@@ -284,7 +285,7 @@ def prepare_env(ruleset: Ruleset, env: Mapping[str, object]) -> Prepared:
         if v is not MISSING and v is not None:
             out[named.name] = v
         results.append(
-            _model(
+            unvalidated(
                 ValueResult,
                 _VALUE_SET,
                 {
@@ -340,7 +341,8 @@ def evaluate(
 
     Every term is compiled once per ruleset and computed once per decision (``memo``): the
     fact asserted, the values compared and the reason texts share them. The results are
-    built without validation (``_model``): every value put in them is already of its type.
+    built without validation (``unvalidated``): every value put in them is already of its
+    type.
     """
     if ruleset.parameters or ruleset.values:
         prepared = prepare_env(ruleset, env)
@@ -425,7 +427,7 @@ def evaluate(
                 refer = True
                 code = ReasonCode.CRITERION_NEEDS_REVIEW
             reasons.append(
-                _model(
+                unvalidated(
                     Reason,
                     _CRITERION_REASON_SET,
                     {
@@ -443,7 +445,7 @@ def evaluate(
             unknown = True
             if fault is None:
                 reasons.append(
-                    _model(
+                    unvalidated(
                         Reason,
                         _CRITERION_REASON_SET,
                         {
@@ -459,7 +461,7 @@ def evaluate(
                 )
         title = doc.title
         results.append(
-            _model(
+            unvalidated(
                 CriterionResult,
                 _CRITERION_SET,
                 {
@@ -512,7 +514,7 @@ def evaluate(
             else:
                 outcome = Outcome.REFERRED
                 reasons.append(_output_reason(table, res))
-    return _model(
+    return unvalidated(
         Evaluation,
         _EVALUATION_SET,
         {
@@ -539,7 +541,7 @@ _new = object.__new__
 _set = object.__setattr__
 
 
-def _model(cls: type[_Model], fields_set: frozenset[str], values: dict[str, object]) -> _Model:
+def unvalidated(cls: type[_Model], fields_set: frozenset[str], values: dict[str, object]) -> _Model:
     """An instance of ``cls`` holding ``values`` (every field, in order), without validation.
 
     What ``model_construct`` does, without its per-field alias and default handling: ten
