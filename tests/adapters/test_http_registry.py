@@ -358,7 +358,12 @@ def test_a_hung_source_is_a_timeout_when_the_decisions_budget_runs_out(
     elapsed = item_from(record, "death_registry").elapsed_ms
     assert elapsed is not None and 390 <= elapsed < 400 + 300, elapsed
     assert wait_until(lambda: death.health()["in_flight"] == 0, within_s=1), death.health()
-    assert {"ok": 1, "hang": 1} == sim.outcomes("death_registry")
+    # The simulator counts a call when its loop reaches it: on a loaded host, after the client
+    # has given up on it (the hung call) or moved on (the warm-up's answer was read first).
+    expected = {"ok": 1, "hang": 1}
+    assert wait_until(lambda: sim.outcomes("death_registry") == expected, within_s=5), sim.outcomes(
+        "death_registry"
+    )
 
 
 @pytest.mark.parametrize(("fault", "seen_as"), [("hang_rate", "hang"), ("slow_body_rate", "slow")])
@@ -388,7 +393,11 @@ def test_a_source_slower_than_its_timeout_is_retried_then_a_timeout(
     assert_referred_for(record, "death_registry", "TIMEOUT", ruleset_catalog)
     assert 300 <= took_ms < 800, took_ms
     assert "150 ms" in (item_from(record, "death_registry").error_message or "")
-    assert {seen_as: 2} == sim.outcomes("death_registry")
+    # Both attempts reached the source; the simulator counts the second when its loop reaches
+    # it, which on a loaded host may be after the client gave up on it.
+    assert wait_until(lambda: sim.outcomes("death_registry") == {seen_as: 2}, within_s=5), (
+        sim.outcomes("death_registry")
+    )
 
 
 # --- 3. circuit breaker ------------------------------------------------------------------
