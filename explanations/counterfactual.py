@@ -78,6 +78,7 @@ import decimal
 import functools
 import itertools
 import re
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -560,25 +561,26 @@ class _Solver:
         appearance, the application date last."""
         found: list[str] = []
         seen: set[str] = set()
-
-        def visit(name: str, depth: int) -> None:
-            if depth > _MAX_DEPTH or name in seen:
-                return
-            seen.add(name)
-            if self.changeable(name):
-                found.append(name)
-                return
-            named = self.values.get(name)
-            if named is None:
-                return
-            exprs = [named.expr] if named.expr is not None else self.table_exprs(named)
-            for e in exprs:
-                for n in names_in(e):
-                    visit(n, depth + 1)
-
         for n in names_in(node):
-            visit(n, 0)
+            self._visit(n, 0, seen, found)
         return sorted(found, key=lambda n: n.startswith("application."))
+
+    def _visit(self, name: str, depth: int, seen: set[str], found: list[str]) -> None:
+        """``inputs``' walk: a method, not a closure, since a closure that calls itself is a
+        reference cycle that only the garbage collector frees (every adverse decision)."""
+        if depth > _MAX_DEPTH or name in seen:
+            return
+        seen.add(name)
+        if self.changeable(name):
+            found.append(name)
+            return
+        named = self.values.get(name)
+        if named is None:
+            return
+        exprs = [named.expr] if named.expr is not None else self.table_exprs(named)
+        for e in exprs:
+            for n in names_in(e):
+                self._visit(n, depth + 1, seen, found)
 
     def monotone(self, node: Expr, fact: str) -> bool:
         """Whether ``node`` is monotone in ``fact`` (which it reads once, through the shapes
@@ -1322,7 +1324,9 @@ class _Words:
     ) -> None:
         self.rs = ruleset
         self.catalogue = catalogue
-        self.solver = solver
+        self.solver: _Solver = weakref.proxy(solver)
+        """The solver that owns these words: weak, or the two would be a reference cycle
+        that only the garbage collector frees (every adverse decision)."""
         self.plans = {p.id: p for p in ruleset.evidence}
         self.inputs = {f.name: f for f in ruleset.doc.inputs}
         self.expr_values = {id(v.expr): v for v in ruleset.values if v.expr is not None}
