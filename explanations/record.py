@@ -719,8 +719,7 @@ class Unsealed:
         # memory speed, and the parts travel to the commit process without a decode here and
         # an encode there (~25 µs a record of mostly Chinese text).
         raw = canonical_json_bytes_of_dump(data)
-        seq_mark = b'"seq":%d' % self._SEQ
-        prev_mark = b'"prev_hash":' + canonical_json(self._PREV).encode("utf-8")
+        seq_mark, prev_mark = _SEQ_MARK, _PREV_MARK
         if raw.count(seq_mark) != 1 or raw.count(prev_mark) != 1:
             # The markers also stand somewhere in the content: seal the whole record then.
             self.parts: tuple[bytes, bytes, bytes] | None = None
@@ -775,6 +774,11 @@ class Unsealed:
         if self.response is None:
             return record, body, response_of(record)
         return record, body, {**self.response, "record_hash": record_hash}
+
+
+_SEQ_MARK = b'"seq":%d' % Unsealed._SEQ
+_PREV_MARK = b'"prev_hash":' + canonical_json(Unsealed._PREV).encode("utf-8")
+"""How ``Unsealed`` marks the gaps in its encoded text (one ``json`` call a record, once)."""
 
 
 _RESPONSE_FIELDS = {
