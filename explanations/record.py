@@ -719,17 +719,16 @@ class Unsealed:
         # memory speed, and the parts travel to the commit process without a decode here and
         # an encode there (~25 µs a record of mostly Chinese text).
         raw = canonical_json_bytes_of_dump(data)
-        seq_mark, prev_mark = _SEQ_MARK, _PREV_MARK
-        if raw.count(seq_mark) != 1 or raw.count(prev_mark) != 1:
+        if raw.count(_SEQ_MARK) != 1 or raw.count(_PREV_MARK) != 1:
             # The markers also stand somewhere in the content: seal the whole record then.
             self.parts: tuple[bytes, bytes, bytes] | None = None
         else:
-            head, tail = raw.split(seq_mark)
-            if prev_mark in head:
-                a, b = head.split(prev_mark)
+            head, tail = raw.split(_SEQ_MARK)
+            if _PREV_MARK in head:
+                a, b = head.split(_PREV_MARK)
                 self.parts, self._seq_at = (a, b, tail), 2
             else:
-                b, c = tail.split(prev_mark)
+                b, c = tail.split(_PREV_MARK)
                 self.parts, self._seq_at = (head, b, c), 1
         self.response: dict[str, Any] | None = _response_of_dump(data) if automated else None
         """The platform's answer but for ``record_hash`` (set when sealed)."""

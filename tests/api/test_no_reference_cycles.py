@@ -66,8 +66,8 @@ def test_deciding_leaves_no_reference_cycles(
     assert ours == [], f"cycles through the project's objects and functions: {ours[:20]}"
 
 
-_PACKAGES = ("api.", "engine.", "explanations.", "adapters.")
-_FOLDERS = tuple(str(Path(__file__).resolve().parents[2] / p[:-1]) + "/" for p in _PACKAGES)
+_PACKAGES = frozenset({"api", "engine", "explanations", "adapters"})
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _ours(o: object) -> bool:
@@ -75,8 +75,9 @@ def _ours(o: object) -> bool:
     a decision makes runs through one; the interpreter's and the test runner's do not)."""
     code = getattr(o, "__code__", None)
     if code is not None:
-        return str(code.co_filename).startswith(_FOLDERS)
-    return type(o).__module__.startswith(_PACKAGES)
+        path = Path(code.co_filename)
+        return path.is_relative_to(_ROOT) and path.relative_to(_ROOT).parts[0] in _PACKAGES
+    return type(o).__module__.partition(".")[0] in _PACKAGES
 
 
 def _name(o: object) -> str:
